@@ -1,0 +1,49 @@
+# The README's two commands:  `make demo`  and  `make test`.
+# Both create (or reuse) the virtual environment in .venv/ and install what they need.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+
+# CPU by default.  On a CUDA machine:  make install ACCEL=gpu TORCH_INDEX=<PyTorch CUDA wheel index>
+ACCEL       ?= cpu
+TORCH_INDEX ?=
+TORCH_PIN   := torch==2.13.0
+
+.PHONY: install demo test test-all lint format bench clean
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) install -q -e '.[$(ACCEL),dev]'
+	$(PIP) install -q torchrec==1.8.0 --no-deps
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/scaler fit tests/data/chinchilla_epoch_extracted.csv --form joint \
+	    --x 'Model Size,Training FLOP/(6*Model Size)' --y loss --drop-top-loss 5 --bootstrap 200
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/pytest -m "not slow" -q
+
+test-all: lint
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_fit.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""scaler: scaling-law sweeps of recommendation models."""
