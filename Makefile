@@ -25,8 +25,7 @@ $(STAMP):
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/scaler fit tests/data/chinchilla_epoch_extracted.csv --form joint \
-	    --x 'Model Size,Training FLOP/(6*Model Size)' --y loss --drop-top-loss 5 --bootstrap 200
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/demo.yaml
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,1 +1,8 @@
-"""scaler: scaling-law sweeps of recommendation models."""
+"""scaler: scaling-law sweeps of recommendation models.
+
+Query a sweep from MLflow:  scaler.trials(name), scaler.points(name), scaler.laws(name).
+"""
+
+from scaler.query import fit_history, laws, points, sweeps, trials
+
+__all__ = ["fit_history", "laws", "points", "sweeps", "trials"]

@@ -62,7 +62,7 @@ def objective(theta: np.ndarray, p: Problem) -> tuple[float, np.ndarray]:
     """Weighted mean Huber loss of log residuals, divided by delta (so it is O(mean|r|/delta)),
     and its exact gradient."""
     k = p.k
-    terms = np.exp(theta[1 : 1 + k] - theta[1 + k :] * p.logx)  # (n, K)
+    terms = np.exp(np.minimum(theta[1 : 1 + k] - theta[1 + k :] * p.logx, 700.0))  # (n, K)
     pred = np.maximum(theta[0] + terms.sum(axis=1), 1e-300)  # L-BFGS-B may probe c=0, s=-700
     r = np.log(pred) - p.logy
     a = np.abs(r)

@@ -1,0 +1,120 @@
+"""What a policy chooses from, and the ledger of what has been spent.
+
+Pure Python: a policy sees candidates and a ledger, never Ray.  `scaler.tune.PolicySearcher`
+adapts any policy to Ray Tune's `Searcher` interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trial a policy may run: model knobs and a sample budget."""
+
+    params: tuple[tuple[str, float], ...]  # sorted (knob, value) pairs
+    samples: int
+    compute: float | None = None  # the FLOP budget it was derived from, on the compute axis
+    flops: float = 0.0  # estimated training FLOPs
+
+    def config(self) -> dict:
+        """The Tune config of the trial (what MLflow records as its axis values)."""
+        out = {"params": dict(self.params), "samples": self.samples}
+        if self.compute is not None:
+            out["compute"] = self.compute
+        return out
+
+
+def build_candidates(
+    param_grid: list[dict[str, float]],
+    *,
+    samples: list[int] | None,
+    compute: list[float] | None,
+    flops_per_sample: Callable[[dict], float],
+) -> list[Candidate]:
+    """Every (model, budget) pair of the axes, cheapest first."""
+    out = []
+    for point in param_grid or [{}]:
+        fps = flops_per_sample(point)
+        key = tuple(sorted(point.items()))
+        if compute is not None:
+            for c in compute:
+                d = max(1, round(c / fps))
+                out.append(Candidate(key, d, compute=float(c), flops=fps * d))
+        else:
+            for d in samples or []:
+                out.append(Candidate(key, int(d), flops=fps * int(d)))
+    return sorted(out, key=lambda c: (c.flops, c.params, c.samples))
+
+
+@dataclass
+class Ledger:
+    """Budget accounting: estimates for running trials, actuals for finished ones."""
+
+    trials_limit: int | None = None
+    flops_limit: float | None = None
+    device_seconds_limit: float | None = None
+    running: dict[str, float] = field(default_factory=dict)  # trial id -> estimated FLOPs
+    spent_flops: float = 0.0
+    spent_device_seconds: float = 0.0
+    started: int = 0
+    finished: int = 0
+
+    def fits(self, estimate: float) -> bool:
+        if self.trials_limit is not None and self.started >= self.trials_limit:
+            return False
+        if self.flops_limit is not None:
+            if self.spent_flops + sum(self.running.values()) + estimate > self.flops_limit:
+                return False
+        if (
+            self.device_seconds_limit is not None
+            and self.spent_device_seconds >= self.device_seconds_limit
+        ):
+            return False
+        return True
+
+    def start(self, trial_id: str, estimate: float) -> None:
+        self.running[trial_id] = estimate
+        self.started += 1
+
+    def finish(self, trial_id: str, flops: float | None, device_seconds: float | None) -> None:
+        estimate = self.running.pop(trial_id, 0.0)
+        self.spent_flops += estimate if flops is None else flops
+        self.spent_device_seconds += device_seconds or 0.0
+        self.finished += 1
+
+    def fraction_spent(self) -> float:
+        """Largest fraction of any stated budget spent so far (running trials count in full)."""
+        fractions = []
+        if self.trials_limit:
+            fractions.append(self.started / self.trials_limit)
+        if self.flops_limit:
+            fractions.append((self.spent_flops + sum(self.running.values())) / self.flops_limit)
+        if self.device_seconds_limit:
+            fractions.append(self.spent_device_seconds / self.device_seconds_limit)
+        return max(fractions, default=0.0)
+
+
+class Policy(ABC):
+    """Chooses the next candidate; `None` means nothing more to run."""
+
+    name: str = "base"
+
+    def __init__(self, candidates: list[Candidate], seed: int = 0):
+        self.candidates = list(candidates)
+        self.seed = seed
+
+    @abstractmethod
+    def propose(self, ledger: Ledger) -> Candidate | None: ...
+
+    def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:  # noqa: B027
+        """Hook for adaptive policies: a trial reported eval points.  Default: ignore."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027
+        pass

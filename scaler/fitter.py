@@ -1,0 +1,188 @@
+"""The online fitter: every eval point of every trial in, the sweep's laws out.
+
+Pure pandas/NumPy on top of `scaler.laws`; the Tune callback feeds it and logs what it returns.
+Which points each law sees:
+
+- ``data``:    loss vs samples, from the eval points of the largest model trained
+               (with one model size: every eval point);
+- ``params``:  loss vs parameters, at the largest sample count that at least 4 model sizes reached;
+- ``compute``: loss vs training FLOPs, on the lower envelope (each point better than every
+               cheaper one) — the compute-efficient frontier;
+- ``joint``:   L(N, D) on every eval point, when the sweep varies both parameters and data.
+
+Non-finite losses and trials marked diverged or failed are excluded with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scaler.laws import JointLaw, Law, PowerLaw
+from scaler.records import EvalPoint
+
+log = logging.getLogger(__name__)
+
+MIN_DISTINCT = 4  # distinct x values before a one-axis law is worth fitting
+
+
+@dataclass
+class FitReport:
+    laws: dict[str, Law] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # law name -> why it was not fitted
+    n_points: int = 0
+    n_excluded: int = 0
+
+    def summary(self) -> dict:
+        return {
+            "laws": {name: law.to_dict() for name, law in self.laws.items()},
+            "skipped": dict(self.skipped),
+            "n_points": self.n_points,
+            "n_excluded": self.n_excluded,
+        }
+
+
+class OnlineFitter:
+    """Collects eval points by trial and refits on demand."""
+
+    def __init__(self, *, bootstrap: int = 0, seed: int = 0):
+        self.bootstrap = bootstrap
+        self.seed = seed
+        self.rows: list[dict] = []
+        self.trial_reason: dict[str, str] = {}  # trial id -> why all its points are excluded
+        self.history: list[dict] = []  # one summary per refit
+
+    # --- input ----------------------------------------------------------------------------
+    def add(self, trial_id: str, point: EvalPoint) -> None:
+        # a retried trial re-reports points it already reported: keep the latest
+        self.rows = [
+            r
+            for r in self.rows
+            if not (r["trial_id"] == trial_id and r["samples"] == point.samples)
+        ]
+        self.rows.append({"trial_id": trial_id, **point.to_dict(), "params": point.params})
+
+    def exclude_trial(self, trial_id: str, reason: str) -> None:
+        self.trial_reason[trial_id] = reason
+
+    # --- views ----------------------------------------------------------------------------
+    def frame(self) -> pd.DataFrame:
+        """All eval points, with an `excluded` column holding the reason (empty if used)."""
+        cols = ["trial_id", *EvalPoint.__dataclass_fields__, "params", "excluded"]
+        if not self.rows:
+            return pd.DataFrame(columns=cols)
+        df = pd.DataFrame(self.rows)
+        df["excluded"] = [self._reason(r) for r in self.rows]
+        return df[cols]
+
+    def _reason(self, row: dict) -> str:
+        if row["trial_id"] in self.trial_reason:
+            return self.trial_reason[row["trial_id"]]
+        if not (math.isfinite(row["loss"]) and row["loss"] > 0):
+            return f"diverged: loss is {row['loss']}"
+        return ""
+
+    # --- fitting --------------------------------------------------------------------------
+    def refit(self, bootstrap: int | None = None) -> FitReport:
+        df = self.frame()
+        report = FitReport(n_points=len(df), n_excluded=int((df["excluded"] != "").sum()))
+        ok = df[df["excluded"] == ""]
+        n_boot = self.bootstrap if bootstrap is None else bootstrap
+        for name, (law, x, y) in self._datasets(ok).items():
+            if isinstance(x, str):
+                report.skipped[name] = x
+                continue
+            try:
+                law.fit(x, y)
+                if n_boot:
+                    law.bootstrap(n_boot, seed=self.seed)
+                report.laws[name] = law
+            except ValueError as exc:
+                report.skipped[name] = str(exc)
+        self.history.append(report.summary())
+        for name, why in report.skipped.items():
+            log.debug("law %s not fitted: %s", name, why)
+        return report
+
+    def _datasets(self, ok: pd.DataFrame) -> dict:
+        out: dict = {}
+        n_sizes = ok["params"].nunique()
+        n_samples = ok["samples"].nunique()
+
+        largest = ok[ok["params"] == ok["params"].max()] if len(ok) else ok
+        if largest["samples"].nunique() >= MIN_DISTINCT:
+            out["data"] = (
+                PowerLaw(),
+                largest["samples"].to_numpy(float),
+                largest["loss"].to_numpy(),
+            )
+        else:
+            out["data"] = (
+                PowerLaw(),
+                f"needs {MIN_DISTINCT} distinct sample counts on one model",
+                None,
+            )
+
+        at = _params_slice(ok)
+        if at is not None:
+            out["params"] = (PowerLaw(), at["params"].to_numpy(float), at["loss"].to_numpy())
+        else:
+            out["params"] = (
+                PowerLaw(),
+                f"needs {MIN_DISTINCT} model sizes at a common sample count",
+                None,
+            )
+
+        env = _lower_envelope(ok)
+        if env["flops"].nunique() >= MIN_DISTINCT:
+            out["compute"] = (PowerLaw(), env["flops"].to_numpy(float), env["loss"].to_numpy())
+        else:
+            out["compute"] = (
+                PowerLaw(),
+                f"needs {MIN_DISTINCT} points on the compute frontier",
+                None,
+            )
+
+        if n_sizes >= 2 and n_samples >= 2:
+            X = ok[["params", "samples"]].to_numpy(float)
+            out["joint"] = (JointLaw(), X, ok["loss"].to_numpy())
+        else:
+            out["joint"] = (JointLaw(), "needs at least 2 model sizes and 2 sample counts", None)
+        return out
+
+    # --- state (survives a resume through Tune's callback state) -------------------------
+    def state_dict(self) -> dict:
+        return {
+            "rows": list(self.rows),
+            "trial_reason": dict(self.trial_reason),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+        self.trial_reason = dict(state["trial_reason"])
+        self.history = list(state["history"])
+
+
+def _params_slice(ok: pd.DataFrame) -> pd.DataFrame | None:
+    """Points at the largest sample count that MIN_DISTINCT model sizes reached."""
+    if ok.empty:
+        return None
+    sizes_at = ok.groupby("samples")["params"].nunique()
+    counts = sizes_at[sizes_at >= MIN_DISTINCT]
+    if counts.empty:
+        return None
+    return ok[ok["samples"] == counts.index.max()]
+
+
+def _lower_envelope(ok: pd.DataFrame) -> pd.DataFrame:
+    """Points whose loss beats every point with fewer FLOPs."""
+    if ok.empty:
+        return ok
+    srt = ok.sort_values(["flops", "loss"])
+    best_before = np.minimum.accumulate(np.r_[np.inf, srt["loss"].to_numpy()[:-1]])
+    return srt[srt["loss"].to_numpy() < best_before]

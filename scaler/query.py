@@ -1,0 +1,165 @@
+"""Read sweeps back from MLflow alone: DataFrames of trials and eval points, and fitted laws.
+
+>>> import scaler
+>>> scaler.trials("oracle-demo", tracking_uri="sqlite:///scaler_runs/mlflow.db")
+>>> scaler.points("oracle-demo")          # one row per eval point
+>>> scaler.laws("oracle-demo")["joint"].predict([[1e9, 1e10]])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from scaler.laws import Law
+from scaler.records import EvalPoint
+from scaler.tracking import KIND_TAG, SWEEP_TAG, TRIAL_TAG, default_tracking_uri, sqlite_path
+
+POINT_COLUMNS = [f for f in EvalPoint.__dataclass_fields__ if f != "samples"] + ["params"]
+
+
+def resolve_uri(tracking_uri: str | None) -> str:
+    uri = (
+        tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or default_tracking_uri(Path("scaler_runs"))
+    )
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"no MLflow store at {db} (tracking URI {uri})")
+    return uri
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return MlflowClient(resolve_uri(tracking_uri))
+
+
+def _parent(client: MlflowClient, sweep: str):
+    """The parent run of a sweep, by run id or by sweep name (latest if several experiments)."""
+    try:
+        run = client.get_run(sweep)
+        if run.data.tags.get(KIND_TAG) == "sweep":
+            return run
+    except Exception:  # not a run id
+        pass
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        exps,
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{KIND_TAG}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise ValueError(f"no sweep named {sweep!r} in {client.tracking_uri}")
+    return runs[0]
+
+
+def _children(client: MlflowClient, parent) -> list:
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=50000,
+    )
+
+
+def sweeps(tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per sweep in the store."""
+    client = _client(tracking_uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, filter_string=f"tags.`{KIND_TAG}` = 'sweep'", max_results=10000)
+    return pd.DataFrame(
+        [
+            {
+                "sweep": r.data.tags.get(SWEEP_TAG),
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "backend": r.data.params.get("backend"),
+                "start_time": pd.to_datetime(r.info.start_time, unit="ms"),
+            }
+            for r in runs
+        ],
+        columns=["sweep", "run_id", "status", "backend", "start_time"],
+    )
+
+
+def trials(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per trial: ids, status, exclusion reason, axis values, final eval point."""
+    client = _client(tracking_uri)
+    parent = _parent(client, sweep)
+    rows = []
+    for r in _children(client, parent):
+        config = json.loads(r.data.params.get("config", "{}"))
+        row = {
+            "trial_id": r.data.tags.get(TRIAL_TAG),
+            "run_id": r.info.run_id,
+            "status": r.data.tags.get("scaler.status", r.info.status.lower()),
+            "excluded": r.data.tags.get("scaler.excluded", ""),
+            "samples_budget": config.get("samples"),
+            "compute_budget": config.get("compute"),
+            **{f"param.{k}": v for k, v in config.get("params", {}).items()},
+            **{
+                k: r.data.metrics.get(k)
+                for k in ("samples", "loss", "ne", "auc", "params", "flops", "device_seconds")
+            },
+        }
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("trial_id", ignore_index=True) if rows else pd.DataFrame()
+
+
+def points(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per eval point (step metrics of every trial run; step = samples seen)."""
+    client = _client(tracking_uri)
+    parent = _parent(client, sweep)
+    frames = []
+    for r in _children(client, parent):
+        by_step: dict[int, dict] = {}
+        for key in POINT_COLUMNS:
+            for m in client.get_metric_history(r.info.run_id, key):
+                by_step.setdefault(m.step, {})[key] = m.value
+        for step, values in sorted(by_step.items()):
+            frames.append(
+                {
+                    "trial_id": r.data.tags.get(TRIAL_TAG),
+                    "run_id": r.info.run_id,
+                    "samples": step,
+                    **values,
+                    "excluded": r.data.tags.get("scaler.excluded", ""),
+                }
+            )
+    df = pd.DataFrame(frames)
+    if df.empty:
+        return df
+    for col in ("dense_params", "sparse_params", "params", "samples"):
+        if col in df:
+            df[col] = df[col].astype("int64")
+    return df.sort_values(["trial_id", "samples"], ignore_index=True)
+
+
+def laws(sweep: str, tracking_uri: str | None = None) -> dict[str, Law]:
+    """The latest fitted laws of a sweep, rebuilt from its `laws/latest.json` artifact."""
+    client = _client(tracking_uri)
+    parent = _parent(client, sweep)
+    try:
+        summary = json.loads(
+            Path(client.download_artifacts(parent.info.run_id, "laws/latest.json")).read_text()
+        )
+    except Exception as exc:
+        raise ValueError(f"sweep {sweep!r} has no fitted laws yet ({exc})") from None
+    return {name: Law.from_dict(d) for name, d in summary["laws"].items()}
+
+
+def fit_history(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Law parameters after each refit (metrics `law.<name>.<param>`, step = trials completed)."""
+    client = _client(tracking_uri)
+    parent = _parent(client, sweep)
+    rows: dict[int, dict] = {}
+    for key in parent.data.metrics:
+        if key.startswith("law."):
+            for m in client.get_metric_history(parent.info.run_id, key):
+                rows.setdefault(m.step, {"trials_completed": m.step})[key] = m.value
+    return pd.DataFrame([rows[s] for s in sorted(rows)])

@@ -1,0 +1,144 @@
+"""Run a sweep: spec -> candidates -> Ray Tune (policy searcher, trainable, MLflow callback)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from scaler.allocation import Ledger, build_candidates, make_policy
+from scaler.fitter import FitReport, OnlineFitter
+from scaler.spec import SweepSpec
+from scaler.tracking import SweepTracker, default_tracking_uri
+from scaler.tune.callbacks import SweepCallback
+from scaler.tune.searcher import PolicySearcher
+from scaler.tune.trainable import run_trial
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "scaler_runs"
+
+
+@dataclass
+class SweepResult:
+    name: str
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    storage: Path
+    report: FitReport
+    trials: int
+    errors: int
+
+
+def flops_per_sample_fn(spec: SweepSpec) -> Callable[[dict], float]:
+    """Training FLOPs per sample of the model a param point describes (for budgets and IsoFLOPs)."""
+    if spec.backend == "oracle":
+        k = spec.oracle.flops_per_param_sample
+        return lambda point: k * float(point.get("n_params", 1.0))
+    from scaler.trial.from_spec import flops_per_sample
+
+    return lambda point: flops_per_sample(spec, point)
+
+
+def make_searcher(spec: SweepSpec) -> PolicySearcher:
+    samples = None
+    if spec.axes.data is not None:
+        samples = [int(v) for v in _values(spec.axes.data)]
+    elif spec.axes.compute is None:
+        samples = [spec.trial.samples]
+    compute = (
+        [float(v) for v in _values(spec.axes.compute)] if spec.axes.compute is not None else None
+    )
+    candidates = build_candidates(
+        spec.axes.param_grid(),
+        samples=samples,
+        compute=compute,
+        flops_per_sample=flops_per_sample_fn(spec),
+    )
+    ledger = Ledger(
+        trials_limit=spec.budget.trials,
+        flops_limit=spec.budget.flops,
+        device_seconds_limit=spec.budget.device_hours * 3600 if spec.budget.device_hours else None,
+    )
+    return PolicySearcher(make_policy(spec.policy.name, candidates, spec.policy.seed), ledger)
+
+
+def _values(axis):
+    from scaler.spec import _expand
+
+    return _expand(axis)
+
+
+def init_ray(address: str | None) -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | Path | None = None,
+    progress: Callable[[dict], None] | None = None,
+    final_bootstrap: int = 200,
+) -> SweepResult:
+    storage = Path(storage or DEFAULT_STORAGE).resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
+    tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
+    parent = tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())
+
+    init_ray(address)
+    searcher = make_searcher(spec)
+    fitter = OnlineFitter(seed=spec.seed)
+    callback = SweepCallback(
+        tracker,
+        fitter,
+        final_bootstrap=final_bootstrap,
+        progress=progress,
+        ledger_of=lambda: searcher.ledger,
+    )
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec_json=spec.resolved()), resources
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=spec.resources.concurrency,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str(storage),
+            callbacks=[callback],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=2),
+        ),
+    )
+    grid = tuner.fit()
+    errors = sum(r.error is not None for r in grid)
+    return SweepResult(
+        name=spec.name,
+        tracking_uri=uri,
+        experiment=spec.tracking.experiment,
+        parent_run_id=parent,
+        storage=storage,
+        report=callback.final_report or fitter.refit(),
+        trials=len(grid),
+        errors=errors,
+    )

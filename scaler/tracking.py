@@ -1,0 +1,205 @@
+"""Everything MLflow: the record of truth of a sweep.
+
+One parent run per sweep (tag `scaler.sweep`), one nested child run per trial (tag
+`scaler.trial_id`, `mlflow.parentRunId`), every eval point a step metric (step = samples seen),
+law fits as metrics on the parent (step = trials completed) and JSON artifacts.  Runs are found by
+tag before they are created, so a retried trial or a resumed sweep keeps its run: one run per
+trial, ever.  All calls go through `MlflowClient`; no global active-run state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from scaler.records import EvalPoint
+
+log = logging.getLogger(__name__)
+
+SWEEP_TAG = "scaler.sweep"
+TRIAL_TAG = "scaler.trial_id"
+KIND_TAG = "scaler.kind"
+POINT_METRICS = tuple(f for f in EvalPoint.__dataclass_fields__ if f != "samples")
+MAX_PARAM_LEN = 6000
+
+
+def default_tracking_uri(storage: Path) -> str:
+    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])  # sqlite:////abs/path -> /abs/path
+    return None
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class SweepTracker:
+    """Writes one sweep to MLflow.  Cheap to construct; picklable state is just strings."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        self.parent_run_id: str | None = None
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            db = sqlite_path(self.tracking_uri)
+            if db is not None:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self):
+        return {**self.__dict__, "_client": None}
+
+    def experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.artifact_root is not None:
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
+            location = self.artifact_root.resolve().as_uri()
+        return self.client.create_experiment(self.experiment, artifact_location=location)
+
+    # --- the sweep (parent run) -----------------------------------------------------------
+    def find_sweep(self, name: str):
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{name}' and tags.`{KIND_TAG}` = 'sweep'",
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def start_sweep(self, name: str, resolved_spec: dict, fingerprint: str) -> str:
+        existing = self.find_sweep(name)
+        if existing is not None:
+            self.parent_run_id = existing.info.run_id
+            self.client.update_run(self.parent_run_id, RunStatus.to_string(RunStatus.RUNNING))
+            return self.parent_run_id
+        run = self.client.create_run(
+            self.experiment_id(),
+            run_name=name,
+            tags={SWEEP_TAG: name, KIND_TAG: "sweep", "scaler.spec_fingerprint": fingerprint},
+        )
+        self.parent_run_id = run.info.run_id
+        params = {
+            k: json.dumps(v) if isinstance(v, list | dict) else str(v)
+            for k, v in flatten(resolved_spec).items()
+        }
+        self._log_params(self.parent_run_id, params)
+        self.client.log_dict(self.parent_run_id, resolved_spec, "spec.json")
+        return self.parent_run_id
+
+    def end_sweep(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    # --- trials (child runs) --------------------------------------------------------------
+    def trial_run(self, trial_id: str, config: dict) -> tuple[str, set[int]]:
+        """The trial's run (found or created) and the steps it already holds."""
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
+            steps = {m.step for m in self.client.get_metric_history(run_id, "loss")}
+            return run_id, steps
+        run = self.client.create_run(
+            self.experiment_id(),
+            run_name=f"trial-{trial_id}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                TRIAL_TAG: trial_id,
+                KIND_TAG: "trial",
+                SWEEP_TAG: self._sweep_name(),
+                "scaler.config_hash": config_hash(config),
+            },
+        )
+        params = {k: str(v) for k, v in flatten(config).items()}
+        params["config"] = json.dumps(config, sort_keys=True)
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id, set()
+
+    def log_points(self, run_id: str, points: list[EvalPoint], timestamp_ms: int) -> None:
+        metrics = [
+            Metric(key, float(getattr(p, key)), timestamp_ms, int(p.samples))
+            for p in points
+            for key in (*POINT_METRICS, "params")
+        ]
+        metrics += [
+            Metric("samples", float(p.samples), timestamp_ms, int(p.samples)) for p in points
+        ]
+        for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[i : i + 900])
+
+    def end_trial(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.client.set_tag(run_id, "scaler.excluded", reason[:5000])
+        self.client.set_tag(run_id, "scaler.status", status)
+        self.client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
+
+    # --- laws (on the parent) -------------------------------------------------------------
+    def log_fit(self, summary: dict, step: int, timestamp_ms: int) -> None:
+        metrics = []
+        for name, law in summary["laws"].items():
+            for key, value in {**law["params"], "mape": law["mape"], "n": law["n"]}.items():
+                if math.isfinite(value):
+                    metrics.append(Metric(f"law.{name}.{key}", float(value), timestamp_ms, step))
+        if metrics:
+            self.client.log_batch(self.parent_run_id, metrics=metrics)
+        self.client.log_dict(self.parent_run_id, summary, f"laws/fit_{step:05d}.json")
+        self.client.log_dict(self.parent_run_id, summary, "laws/latest.json")
+
+    def log_figure(self, figure, path: str) -> None:
+        self.client.log_figure(self.parent_run_id, figure, path)
+
+    def log_sweep_metrics(self, values: dict[str, float], step: int, timestamp_ms: int) -> None:
+        metrics = [Metric(k, float(v), timestamp_ms, step) for k, v in values.items()]
+        self.client.log_batch(self.parent_run_id, metrics=metrics)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _sweep_name(self) -> str:
+        return self.client.get_run(self.parent_run_id).data.tags.get(SWEEP_TAG, "")
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        items = [Param(k[:250], v[:MAX_PARAM_LEN]) for k, v in params.items()]
+        for i in range(0, len(items), 90):
+            self.client.log_batch(run_id, params=items[i : i + 90])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def ui_hint(tracking_uri: str) -> str:
+    return f"scaler ui --tracking-uri '{tracking_uri}'   (or: mlflow ui --backend-store-uri '{tracking_uri}')"
+
+
+__all__ = ["SweepTracker", "default_tracking_uri", "ui_hint"]

@@ -1,0 +1,153 @@
+"""The Tune callback that records a sweep in MLflow and refits its laws as trials finish.
+
+Runs in the driver only, so exactly one process logs each trial, whatever the trial's workers.
+Its state (fitter points, trial -> run map, logged steps) is saved with the experiment and
+restored by `Tuner.restore`; runs are also found again by tag, so nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from ray.tune import Callback
+
+from scaler.fitter import FitReport, OnlineFitter
+from scaler.records import EvalPoint
+from scaler.tracking import SweepTracker
+
+log = logging.getLogger(__name__)
+
+POINT_FIELDS = tuple(EvalPoint.__dataclass_fields__)
+
+
+def point_from_result(result: dict) -> EvalPoint | None:
+    if not all(k in result for k in POINT_FIELDS):
+        return None
+    return EvalPoint(**{k: result[k] for k in POINT_FIELDS})
+
+
+class SweepCallback(Callback):
+    def __init__(
+        self,
+        tracker: SweepTracker,
+        fitter: OnlineFitter,
+        *,
+        final_bootstrap: int = 200,
+        progress: Callable[[dict], None] | None = None,
+        ledger_of: Callable[[], object] | None = None,
+    ):
+        self.tracker = tracker
+        self.fitter = fitter
+        self.final_bootstrap = final_bootstrap
+        self.progress = progress
+        self.ledger_of = ledger_of
+        self.runs: dict[str, str] = {}  # trial id -> MLflow run id
+        self.logged: dict[str, set[int]] = {}  # trial id -> steps already in MLflow
+        self.completed = 0
+        self.final_report: FitReport | None = None
+
+    # --- trial events ---------------------------------------------------------------------
+    def _run_for(self, trial) -> str:
+        if trial.trial_id not in self.runs:
+            run_id, steps = self.tracker.trial_run(trial.trial_id, trial.config)
+            self.runs[trial.trial_id] = run_id
+            self.logged[trial.trial_id] = steps
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        point = point_from_result(result)
+        if point is None:
+            return
+        run_id = self._run_for(trial)
+        self.fitter.add(trial.trial_id, point)
+        if point.samples not in self.logged[trial.trial_id]:
+            self.tracker.log_points(run_id, [point], int(time.time() * 1000))
+            self.logged[trial.trial_id].add(point.samples)
+        if point.diverged:
+            self.fitter.exclude_trial(
+                trial.trial_id, f"diverged: loss {point.loss} at {point.samples} samples"
+            )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        reason = self.fitter.trial_reason.get(trial.trial_id)
+        self.tracker.end_trial(self._run_for(trial), "diverged" if reason else "completed", reason)
+        self.completed += 1
+        report = self.fitter.refit()
+        self.tracker.log_fit(report.summary(), self.completed, int(time.time() * 1000))
+        self._show(trials, trial, report)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        reason = f"failed: {getattr(trial, 'error_message', None) or 'trial raised'}"
+        self.fitter.exclude_trial(trial.trial_id, reason.splitlines()[0][:500])
+        self.tracker.end_trial(self._run_for(trial), "failed", reason)
+        self.completed += 1
+        self._show(trials, trial, None)
+
+    def on_experiment_end(self, trials, **info):
+        report = self.fitter.refit(bootstrap=self.final_bootstrap)
+        self.final_report = report
+        now = int(time.time() * 1000)
+        self.tracker.log_fit(report.summary(), self.completed, now)
+        self._plot(report)
+        ledger = self.ledger_of() if self.ledger_of else None
+        if ledger is not None:
+            self.tracker.log_sweep_metrics(
+                {
+                    "budget.flops_spent": ledger.spent_flops,
+                    "budget.device_seconds": ledger.spent_device_seconds,
+                },
+                self.completed,
+                now,
+            )
+        self.tracker.end_sweep("FINISHED")
+
+    # --- display --------------------------------------------------------------------------
+    def _show(self, trials, finished, report: FitReport | None) -> None:
+        if self.progress is None:
+            return
+        others = [t.status for t in trials if t is not finished]  # `finished` may still say RUNNING
+        ledger = self.ledger_of() if self.ledger_of else None
+        self.progress(
+            {
+                "done": self.completed,
+                "errors": sum(
+                    1 for r in self.fitter.trial_reason.values() if r.startswith("failed")
+                ),
+                "running": others.count("RUNNING"),
+                "pending": others.count("PENDING"),
+                "budget": ledger.fraction_spent() if ledger is not None else math.nan,
+                "report": report,
+            }
+        )
+
+    def _plot(self, report: FitReport) -> None:
+        try:
+            from scaler.plots import laws_figure
+
+            fig = laws_figure(self.fitter.frame(), report)
+            self.tracker.log_figure(fig, "plots/laws.png")
+        except Exception:  # a plot must never fail a sweep
+            log.exception("could not draw the laws plot")
+
+    # --- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {
+            "fitter": self.fitter.state_dict(),
+            "runs": dict(self.runs),
+            "logged": {k: sorted(v) for k, v in self.logged.items()},
+            "completed": self.completed,
+            "parent_run_id": self.tracker.parent_run_id,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.fitter.load_state_dict(state["fitter"])
+        self.runs = dict(state["runs"])
+        self.logged = {k: set(v) for k, v in state["logged"].items()}
+        self.completed = state["completed"]
+        self.tracker.parent_run_id = state["parent_run_id"]

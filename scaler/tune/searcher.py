@@ -1,0 +1,65 @@
+"""A Ray Tune `Searcher` that asks an allocation policy for the next trial."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+from ray.tune.search import Searcher
+
+from scaler.allocation import Candidate, Ledger, Policy
+
+log = logging.getLogger(__name__)
+
+
+class PolicySearcher(Searcher):
+    """Adapter: `suggest` -> `policy.propose(ledger)`; completions settle the ledger.
+
+    Its state (policy + ledger + which candidate each trial runs) is saved with the experiment
+    and restored by `Tuner.restore`, so a resumed sweep neither repeats nor double-spends.
+    """
+
+    def __init__(self, policy: Policy, ledger: Ledger):
+        super().__init__(metric="loss", mode="min")
+        self.policy = policy
+        self.ledger = ledger
+        self.assigned: dict[str, Candidate] = {}
+
+    def suggest(self, trial_id: str):
+        candidate = self.policy.propose(self.ledger)
+        if candidate is None:
+            return Searcher.FINISHED
+        self.ledger.start(trial_id, candidate.flops)
+        self.assigned[trial_id] = candidate
+        return candidate.config()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.assigned:
+            self.policy.on_result(trial_id, self.assigned[trial_id], [result])
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        result = result or {}
+        self.ledger.finish(trial_id, result.get("flops"), result.get("device_seconds"))
+
+    # --- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(),
+            "ledger": self.ledger,
+            "assigned": self.assigned,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.ledger = state["ledger"]
+        self.assigned = state["assigned"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))

@@ -1,0 +1,86 @@
+"""Allocation policies and the budget ledger, without Ray."""
+
+import pytest
+
+from scaler.allocation import GridPolicy, Ledger, RandomPolicy, build_candidates, make_policy
+
+
+def candidates():
+    grid = [{"n_params": n} for n in (1e5, 1e6, 1e7)]
+    return build_candidates(
+        grid, samples=[1000, 10000], compute=None, flops_per_sample=lambda p: 6 * p["n_params"]
+    )
+
+
+def drain(policy, ledger):
+    out = []
+    while (c := policy.propose(ledger)) is not None:
+        ledger.start(str(len(out)), c.flops)
+        out.append(c)
+    return out
+
+
+def test_candidates_cover_the_product_cheapest_first():
+    cs = candidates()
+    assert len(cs) == 6
+    assert [c.flops for c in cs] == sorted(c.flops for c in cs)
+    assert cs[0].config() == {"params": {"n_params": 1e5}, "samples": 1000}
+
+
+def test_compute_axis_sets_samples_from_flops_per_sample():
+    cs = build_candidates(
+        [{"n_params": 1e6}],
+        samples=None,
+        compute=[6e9, 6e10],
+        flops_per_sample=lambda p: 6 * p["n_params"],
+    )
+    assert [c.samples for c in cs] == [1000, 10000]
+    assert all(c.compute is not None for c in cs)
+
+
+@pytest.mark.parametrize("policy_cls", [GridPolicy, RandomPolicy])
+def test_policy_runs_each_candidate_once_within_trial_budget(policy_cls):
+    assert len(drain(policy_cls(candidates()), Ledger())) == 6
+    assert len(drain(policy_cls(candidates()), Ledger(trials_limit=4))) == 4
+
+
+def test_flops_budget_counts_running_estimates():
+    ledger = Ledger(flops_limit=6 * 1e5 * 1000 + 6 * 1e5 * 10000 + 1)
+    chosen = drain(GridPolicy(candidates()), ledger)
+    assert sum(c.flops for c in chosen) <= ledger.flops_limit
+    assert len(chosen) == 2
+
+
+def test_random_policy_is_seeded():
+    a = [c.config() for c in drain(RandomPolicy(candidates(), seed=1), Ledger())]
+    b = [c.config() for c in drain(RandomPolicy(candidates(), seed=1), Ledger())]
+    c = [c.config() for c in drain(RandomPolicy(candidates(), seed=2), Ledger())]
+    assert a == b and a != c
+
+
+def test_policy_state_round_trips():
+    p = GridPolicy(candidates())
+    ledger = Ledger()
+    first = drain_n(p, ledger, 3)
+    q = GridPolicy(candidates())
+    q.load_state_dict(p.state_dict())
+    assert q.propose(Ledger()) not in first
+
+
+def drain_n(policy, ledger, n):
+    return [policy.propose(ledger) for _ in range(n)]
+
+
+def test_unknown_policy_names_choices():
+    with pytest.raises(ValueError, match="must be one of"):
+        make_policy("bayes", candidates())
+
+
+def test_ledger_settles_actuals():
+    ledger = Ledger(trials_limit=10)
+    ledger.start("a", 100.0)
+    ledger.finish("a", 80.0, 2.0)
+    assert (
+        ledger.spent_flops == 80.0 and ledger.spent_device_seconds == 2.0 and ledger.running == {}
+    )
+    assert ledger.fraction_spent() == pytest.approx(0.1)

@@ -1,0 +1,74 @@
+"""The online fitter on points drawn from a known law (no Ray, no MLflow)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scaler.fitter import OnlineFitter
+from scaler.spec import Oracle, OracleLaw
+from scaler.trial.oracle import eval_schedule, oracle_points
+
+ORACLE = Oracle(law=OracleLaw(E=0.45, A=60.0, alpha=0.3, B=25.0, beta=0.28), noise=0.002)
+
+
+def feed(fitter, sizes, budget=10**7):
+    schedule = eval_schedule(budget, 6)
+    for i, n in enumerate(sizes):
+        for p in oracle_points(ORACLE, n, budget, schedule, seed=i):
+            fitter.add(f"t{i}", p)
+
+
+def test_refit_recovers_the_joint_law():
+    fitter = OnlineFitter()
+    feed(fitter, np.geomspace(1e5, 1e8, 6))
+    report = fitter.refit()
+    joint = report.laws["joint"].params_
+    assert joint.alpha == pytest.approx(0.3, abs=0.02)
+    assert joint.beta == pytest.approx(0.28, abs=0.02)
+    assert set(report.laws) == {"data", "params", "compute", "joint"}
+
+
+def test_data_law_of_the_largest_model_has_the_right_constant():
+    fitter = OnlineFitter()
+    feed(fitter, [1e5, 1e8])
+    report = fitter.refit()
+    law = report.laws["data"].params_
+    assert law.b == pytest.approx(0.28, abs=0.02)
+    assert law.c == pytest.approx(0.45 + 60 * 1e8**-0.3, rel=0.02)
+    assert "params" in report.skipped  # only 2 sizes
+
+
+def test_diverged_points_and_trials_are_excluded_with_reasons():
+    fitter = OnlineFitter()
+    feed(fitter, np.geomspace(1e5, 1e8, 5))
+    bad = fitter.frame().iloc[0]
+    from scaler.records import EvalPoint
+
+    fitter.add(
+        "nan-trial",
+        EvalPoint(**{**{k: bad[k] for k in EvalPoint.__dataclass_fields__}, "loss": math.nan}),
+    )
+    fitter.exclude_trial("t1", "failed: worker died")
+    df = fitter.frame()
+    assert df.loc[df.trial_id == "nan-trial", "excluded"].str.startswith("diverged").all()
+    assert (df.loc[df.trial_id == "t1", "excluded"] == "failed: worker died").all()
+    report = fitter.refit()
+    assert report.n_excluded == 7
+    assert report.laws["joint"].n_ == len(df) - 7
+
+
+def test_state_round_trip():
+    a = OnlineFitter()
+    feed(a, [1e5, 1e6])
+    b = OnlineFitter()
+    b.load_state_dict(a.state_dict())
+    assert b.frame().equals(a.frame())
+
+
+def test_readding_a_point_replaces_it():
+    fitter = OnlineFitter()
+    feed(fitter, [1e5])
+    n = len(fitter.frame())
+    feed(fitter, [1e5])
+    assert len(fitter.frame()) == n
