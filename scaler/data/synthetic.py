@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: str = Field(default="synthetic", pattern="^synthetic$")
+    kind: Literal["synthetic"] = "synthetic"
     seed: int = Field(default=0, ge=0)
     features: tuple[SparseFeatureSpec, ...] = Field(default_factory=_default_features, min_length=1)
     num_dense: int = Field(default=13, ge=1, le=4096)
@@ -345,6 +345,13 @@ class SyntheticCTR:
             hi = min(start + count - i * BLOCK, BLOCK)
             parts.append(self.block(stream, i).slice(lo, hi))
         return Block.concat(parts)
+
+    def eval_batches(
+        self, n: int, chunk: int, table_rows: Sequence[int] | None = None
+    ) -> list[Batch]:
+        """The held-out set: the first `n` samples of the eval stream, in batches of `chunk`."""
+        block = self.samples(EVAL, 0, n)
+        return [self.to_batch(block.slice(i, i + chunk), table_rows) for i in range(0, n, chunk)]
 
     def to_batch(self, block: Block, table_rows: Sequence[int] | None = None) -> Batch:
         """A TorchRec `Batch`: dense [n, J] float32, KJT with F keys (ids mod table_rows), labels [n]."""

@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scaler.data.criteo_stream import CriteoDataConfig
 from scaler.data.synthetic import SyntheticConfig
 from scaler.model.accounting import model_cost
 from scaler.model.config import DLRMConfig
@@ -69,7 +70,9 @@ class DLRMTrialConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    data: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    data: SyntheticConfig | CriteoDataConfig = Field(
+        default_factory=SyntheticConfig, discriminator="kind"
+    )
     model: DLRMConfig = Field(default_factory=DLRMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 

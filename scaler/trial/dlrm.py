@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 
-from scaler.data.synthetic import EVAL, TRAIN, synthetic_ctr
+from scaler.data.synthetic import TRAIN, synthetic_ctr
 from scaler.model.accounting import ModelCost, model_cost
 from scaler.model.dlrm import DLRM, build_dlrm
 from scaler.records import EvalPoint
@@ -34,6 +34,15 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
 _EVAL_CHUNK = 8192
+
+
+def data_stream(data):
+    """The trial's data: the synthetic generator, or Criteo files (same interface)."""
+    if data.kind == "criteo":
+        from scaler.data.criteo_stream import CriteoStream
+
+        return CriteoStream(data)
+    return synthetic_ctr(data)
 
 
 class DLRMTrial:
@@ -48,7 +57,7 @@ class DLRMTrial:
         self.hparams: Hparams = resolve_hparams(config)
         self.schedule = eval_schedule(config)
         self.table_rows = config.table_rows()
-        self.data = synthetic_ctr(config.data)
+        self.data = data_stream(config.data)
         self.cost: ModelCost = model_cost(
             config.model,
             config.data.num_dense,
@@ -137,11 +146,8 @@ class DLRMTrial:
         """The held-out set: the first `eval_samples` samples of the eval stream (built once)."""
         if self._eval_batches is None:
             n = self.config.train.eval_samples
-            block = self.data.samples(EVAL, 0, n)
-            self._eval_batches = [
-                self.data.to_batch(block.slice(i, i + _EVAL_CHUNK), self.table_rows).to(self.device)
-                for i in range(0, n, _EVAL_CHUNK)
-            ]
+            batches = self.data.eval_batches(n, _EVAL_CHUNK, self.table_rows)
+            self._eval_batches = [b.to(self.device) for b in batches]
         return self._eval_batches
 
     @torch.no_grad()
