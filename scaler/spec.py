@@ -84,6 +84,12 @@ class Axes(_Strict):
             raise ValueError("at least one axis (data, params or compute) must be given")
         return self
 
+    def sample_budgets(self) -> list[int] | None:
+        return None if self.data is None else [int(v) for v in _expand(self.data)]
+
+    def compute_budgets(self) -> list[float] | None:
+        return None if self.compute is None else [float(v) for v in _expand(self.compute)]
+
     def param_grid(self) -> list[dict[str, float]]:
         names = sorted(self.params)
         combos = itertools.product(*(_expand(self.params[n]) for n in names))

@@ -47,14 +47,10 @@ def flops_per_sample_fn(spec: SweepSpec) -> Callable[[dict], float]:
 
 
 def make_searcher(spec: SweepSpec) -> PolicySearcher:
-    samples = None
-    if spec.axes.data is not None:
-        samples = [int(v) for v in _values(spec.axes.data)]
-    elif spec.axes.compute is None:
+    samples = spec.axes.sample_budgets()
+    compute = spec.axes.compute_budgets()
+    if samples is None and compute is None:
         samples = [spec.trial.samples]
-    compute = (
-        [float(v) for v in _values(spec.axes.compute)] if spec.axes.compute is not None else None
-    )
     candidates = build_candidates(
         spec.axes.param_grid(),
         samples=samples,
@@ -67,12 +63,6 @@ def make_searcher(spec: SweepSpec) -> PolicySearcher:
         device_seconds_limit=spec.budget.device_hours * 3600 if spec.budget.device_hours else None,
     )
     return PolicySearcher(make_policy(spec.policy.name, candidates, spec.policy.seed), ledger)
-
-
-def _values(axis):
-    from scaler.spec import _expand
-
-    return _expand(axis)
 
 
 def init_ray(address: str | None) -> None:

@@ -84,3 +84,22 @@ def test_ledger_settles_actuals():
         ledger.spent_flops == 80.0 and ledger.spent_device_seconds == 2.0 and ledger.running == {}
     )
     assert ledger.fraction_spent() == pytest.approx(0.1)
+
+
+def test_make_searcher_turns_compute_budgets_into_isoflop_trials():
+    from scaler.spec import parse_spec
+    from scaler.sweep import make_searcher
+
+    spec = parse_spec(
+        {
+            "name": "iso",
+            "backend": "oracle",
+            "oracle": {"law": {"E": 0.4, "A": 50, "alpha": 0.3, "B": 20, "beta": 0.3}},
+            "axes": {"params": {"n_params": [1e5, 1e6]}, "compute": [6e12, 6e13]},
+            "budget": {"flops": 1e20},
+        }
+    )
+    configs = [c.config() for c in make_searcher(spec).policy.candidates]
+    assert len(configs) == 4
+    for c in configs:
+        assert 6 * c["params"]["n_params"] * c["samples"] == pytest.approx(c["compute"], rel=1e-6)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scaler.model.accounting import model_cost
-from scaler.spec import SpecError, SweepSpec, _expand
+from scaler.spec import SpecError, SweepSpec
 from scaler.trial.config import DLRMTrialConfig
 from scaler.trial.oracle import eval_schedule
 
@@ -77,10 +77,7 @@ def flops_per_sample(spec: SweepSpec, point: dict) -> float:
 
 def validate_dlrm_grid(spec: SweepSpec, source: str) -> None:
     """Build every trial config of the grid now, so a bad knob value fails at load, not in a trial."""
-    budgets = []
-    if spec.axes.data is not None:
-        budgets = [int(v) for v in _expand(spec.axes.data)]
-    budget = max(budgets, default=spec.trial.samples or 1 << 20)
+    budget = max(spec.axes.sample_budgets() or [], default=spec.trial.samples or 1 << 20)
     for point in spec.axes.param_grid() or [{}]:
         try:
             trial_config(spec, {"params": point, "samples": budget})
