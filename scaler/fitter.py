@@ -36,9 +36,13 @@ class FitReport:
     skipped: dict[str, str] = field(default_factory=dict)  # law name -> why it was not fitted
     n_points: int = 0
     n_excluded: int = 0
+    tuned_points: int = 0  # scale points tuned by a per-point study (0: not a tuned sweep)
+    median_spread: float = 0.0  # median over tuned points of (worst - best) final loss
 
     def summary(self) -> dict:
         return {
+            "tuned_points": self.tuned_points,
+            "median_spread": self.median_spread,
             "laws": {name: law.to_dict() for name, law in self.laws.items()},
             "skipped": dict(self.skipped),
             "n_points": self.n_points,
@@ -57,14 +61,18 @@ class OnlineFitter:
         self.history: list[dict] = []  # one summary per refit
 
     # --- input ----------------------------------------------------------------------------
-    def add(self, trial_id: str, point: EvalPoint) -> None:
+    def add(self, trial_id: str, point: EvalPoint, group: str | None = None) -> None:
+        """Record an eval point.  `group` names a tuned scale point: of the trials of a group,
+        only the best (lowest loss at the group's largest sample count) feeds the laws."""
         # a retried trial re-reports points it already reported: keep the latest
         self.rows = [
             r
             for r in self.rows
             if not (r["trial_id"] == trial_id and r["samples"] == point.samples)
         ]
-        self.rows.append({"trial_id": trial_id, **point.to_dict(), "params": point.params})
+        self.rows.append(
+            {"trial_id": trial_id, **point.to_dict(), "params": point.params, "group": group}
+        )
 
     def exclude_trial(self, trial_id: str, reason: str) -> None:
         self.trial_reason[trial_id] = reason
@@ -72,12 +80,27 @@ class OnlineFitter:
     # --- views ----------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """All eval points, with an `excluded` column holding the reason (empty if used)."""
-        cols = ["trial_id", *EvalPoint.__dataclass_fields__, "params", "excluded"]
+        cols = ["trial_id", *EvalPoint.__dataclass_fields__, "params", "group", "excluded"]
         if not self.rows:
             return pd.DataFrame(columns=cols)
         df = pd.DataFrame(self.rows)
         df["excluded"] = [self._reason(r) for r in self.rows]
+        best = best_of_groups(df[df["excluded"] == ""])
+        not_best = (
+            df["group"].notna() & ~df["trial_id"].isin(best.values()) & (df["excluded"] == "")
+        )
+        df.loc[not_best, "excluded"] = "tuning: not the best run of its scale point"
         return df[cols]
+
+    def spreads(self) -> pd.DataFrame:
+        """Per tuned point: trials, best and worst final loss (at the point's budget)."""
+        df = self.frame()
+        tuned = df[df["group"].notna() & ~df["excluded"].str.startswith(("diverged", "failed"))]
+        if tuned.empty:
+            return pd.DataFrame(columns=["group", "trials", "best_loss", "worst_loss"])
+        last = tuned[tuned["samples"] == tuned.groupby("group")["samples"].transform("max")]
+        out = last.groupby("group")["loss"].agg(trials="count", best_loss="min", worst_loss="max")
+        return out.reset_index()
 
     def _reason(self, row: dict) -> str:
         if row["trial_id"] in self.trial_reason:
@@ -90,6 +113,10 @@ class OnlineFitter:
     def refit(self, bootstrap: int | None = None) -> FitReport:
         df = self.frame()
         report = FitReport(n_points=len(df), n_excluded=int((df["excluded"] != "").sum()))
+        spreads = self.spreads()
+        if len(spreads):
+            report.tuned_points = len(spreads)
+            report.median_spread = float((spreads["worst_loss"] - spreads["best_loss"]).median())
         ok = df[df["excluded"] == ""]
         n_boot = self.bootstrap if bootstrap is None else bootstrap
         for name, (law, x, y) in self._datasets(ok).items():
@@ -166,6 +193,15 @@ class OnlineFitter:
         self.rows = list(state["rows"])
         self.trial_reason = dict(state["trial_reason"])
         self.history = list(state["history"])
+
+
+def best_of_groups(df: pd.DataFrame) -> dict[str, str]:
+    """group -> trial id with the lowest loss at the group's largest sample count."""
+    grouped = df[df["group"].notna()]
+    if grouped.empty:
+        return {}
+    last = grouped[grouped["samples"] == grouped.groupby("group")["samples"].transform("max")]
+    return {g: rows.loc[rows["loss"].idxmin(), "trial_id"] for g, rows in last.groupby("group")}
 
 
 def _params_slice(ok: pd.DataFrame) -> pd.DataFrame | None:

@@ -102,6 +102,8 @@ def trials(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
             "samples_budget": config.get("samples"),
             "compute_budget": config.get("compute"),
             **{f"param.{k}": v for k, v in config.get("params", {}).items()},
+            **{f"hparam.{k}": v for k, v in config.get("hparams", {}).items()},
+            "point": config.get("point"),
             **{
                 k: r.data.metrics.get(k)
                 for k in ("samples", "loss", "ne", "auc", "params", "flops", "device_seconds")
@@ -163,3 +165,29 @@ def fit_history(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
             for m in client.get_metric_history(parent.info.run_id, key):
                 rows.setdefault(m.step, {"trials_completed": m.step})[key] = m.value
     return pd.DataFrame([rows[s] for s in sorted(rows)])
+
+
+def hparam_rules(sweep: str, tracking_uri: str | None = None) -> dict:
+    """Hyperparameter scaling rules h*(N) = a N^-b of a tuned sweep, from MLflow alone: each
+    scale point's best completed run gives the optimum at its parameter count."""
+    from scaler.hparams import TunedRun, fit_rules
+
+    df = trials(sweep, tracking_uri)
+    names = [c.removeprefix("hparam.") for c in df.columns if c.startswith("hparam.")]
+    if not names:
+        raise ValueError(f"sweep {sweep!r} tuned no hyperparameters")
+    done = df[
+        (df["status"] == "completed")
+        & (df["samples"] == df["samples_budget"])
+        & df["point"].notna()
+    ]
+    runs = [
+        TunedRun(
+            row.point,
+            float(row.params),
+            {n: float(row[f"hparam.{n}"]) for n in names},
+            float(row.loss),
+        )
+        for _, row in done.iterrows()
+    ]
+    return fit_rules(runs, names)

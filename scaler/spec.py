@@ -137,12 +137,58 @@ class OracleLaw(_Strict):
     beta: float = Field(ge=0)
 
 
+class OracleHparam(_Strict):
+    """Sensitivity of the oracle's loss to a hyperparameter h (e.g. a learning rate):
+    loss += sensitivity * (ln h - ln h*(N))^2 with the optimum h*(N) = a * N^(-b).
+    Trials that do not set h use `default`."""
+
+    a: float = Field(gt=0)
+    b: float = 0.0
+    sensitivity: float = Field(default=0.05, ge=0)
+    default: float = Field(gt=0)
+
+
 class Oracle(_Strict):
     law: OracleLaw
+    hparams: dict[str, OracleHparam] = Field(default_factory=dict)
     noise: float = Field(default=0.003, ge=0)  # relative (log-normal) noise per eval point
     flops_per_param_sample: float = Field(default=6.0, gt=0)  # cost model C = k N D
     device_flops_per_second: float = Field(default=1e12, gt=0)  # for simulated device-seconds
     delay_seconds: float = Field(default=0.0, ge=0)  # per eval point: simulates training time
+
+
+class HparamRange(_Strict):
+    low: PositiveFloat
+    high: PositiveFloat
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high <= self.low:
+            raise ValueError(f"high must be > low ({self.low}), got {self.high}")
+        return self
+
+
+class Tuning(_Strict):
+    """Hyperparameters tuned at every scale point by an Optuna study (see scaler/allocation/_tuned.py).
+
+    hparams: dotted paths into the trial config (dlrm: `train.dense_lr`, `train.sparse_lr`,
+      `train.batch_size`, ...; oracle: the names in `oracle.hparams`) -> search range.
+    trials_per_point: the tuning budget of each scale point, in trials (they count in the budget).
+    warm_start: once 3 points are tuned, fit each optimum against scale (h*(N) = a N^-b) and start
+      the next point's study from the rule: enqueue its prediction, narrow the range to
+      prediction x/÷ `narrow`.
+    prune: stop a trial whose loss at an eval point is worse than the median of the point's
+      finished trials at that eval point (short-horizon pruning).
+    """
+
+    hparams: dict[str, HparamRange] = Field(min_length=1)
+    trials_per_point: int = Field(default=8, ge=1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    warm_start: bool = True
+    narrow: float = Field(default=4.0, gt=1)
+    prune: bool = True
+    seed: int = 0
 
 
 class TrialSpec(_Strict):
@@ -163,6 +209,7 @@ class SweepSpec(_Strict):
     policy: Policy = Policy()
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
+    tuning: Tuning | None = None
 
     @model_validator(mode="after")
     def _backend_section(self):
@@ -174,6 +221,10 @@ class SweepSpec(_Strict):
             unknown = set(self.axes.params) - {"n_params"}
             if unknown:
                 raise ValueError(f"the oracle backend scales only n_params, got {sorted(unknown)}")
+            if self.tuning is not None:
+                missing = set(self.tuning.hparams) - set(self.oracle.hparams)
+                if missing:
+                    raise ValueError(f"tuning.hparams {sorted(missing)} are not in oracle.hparams")
         return self
 
     @field_validator("dlrm")

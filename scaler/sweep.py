@@ -11,11 +11,12 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from scaler.allocation import Ledger, build_candidates, make_policy
+from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
 from scaler.tune.callbacks import SweepCallback
+from scaler.tune.scheduler import PolicyStopper
 from scaler.tune.searcher import PolicySearcher
 from scaler.tune.trainable import run_trial
 
@@ -62,7 +63,19 @@ def make_searcher(spec: SweepSpec) -> PolicySearcher:
         flops_limit=spec.budget.flops,
         device_seconds_limit=spec.budget.device_hours * 3600 if spec.budget.device_hours else None,
     )
-    return PolicySearcher(make_policy(spec.policy.name, candidates, spec.policy.seed), ledger)
+    policy = make_policy(spec.policy.name, candidates, spec.policy.seed)
+    if spec.tuning is not None:
+        policy = TunedPolicy(policy, spec.tuning, n_params_fn(spec))
+    return PolicySearcher(policy, ledger)
+
+
+def n_params_fn(spec: SweepSpec) -> Callable[[Candidate], float]:
+    """Parameter count of a candidate's model (the scale its tuned optimum is a function of)."""
+    if spec.backend == "oracle":
+        return lambda c: float(dict(c.params).get("n_params", 1.0))
+    from scaler.trial.from_spec import param_count
+
+    return lambda c: param_count(spec, dict(c.params))
 
 
 def init_ray(address: str | None) -> None:
@@ -108,6 +121,7 @@ def run_sweep(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=PolicyStopper(searcher.should_stop),
             num_samples=-1,
             max_concurrent_trials=spec.resources.concurrency,
             reuse_actors=True,

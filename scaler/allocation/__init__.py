@@ -2,6 +2,7 @@
 
 from scaler.allocation._base import Candidate, Ledger, Policy, build_candidates
 from scaler.allocation._simple import GridPolicy, RandomPolicy
+from scaler.allocation._tuned import TunedPolicy
 
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (GridPolicy, RandomPolicy)}
 
@@ -19,6 +20,7 @@ __all__ = [
     "Ledger",
     "Policy",
     "RandomPolicy",
+    "TunedPolicy",
     "build_candidates",
     "make_policy",
 ]

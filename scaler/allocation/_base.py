@@ -6,6 +6,7 @@ adapts any policy to Ray Tune's `Searcher` interface.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,12 +20,23 @@ class Candidate:
     samples: int
     compute: float | None = None  # the FLOP budget it was derived from, on the compute axis
     flops: float = 0.0  # estimated training FLOPs
+    hparams: tuple[tuple[str, float], ...] = ()  # tuned hyperparameters (see _tuned.py)
+    tuning_trial: int | None = None  # the Optuna trial number within its point's study
 
-    def config(self) -> dict:
-        """The Tune config of the trial (what MLflow records as its axis values)."""
+    def point(self) -> str:
+        """The scale point: axis values without the tuned hyperparameters."""
         out = {"params": dict(self.params), "samples": self.samples}
         if self.compute is not None:
             out["compute"] = self.compute
+        return json.dumps(out, sort_keys=True)
+
+    def config(self) -> dict:
+        """The Tune config of the trial (what MLflow records as its axis values)."""
+        out = json.loads(self.point())
+        if self.hparams:
+            out.update(
+                hparams=dict(self.hparams), point=self.point(), tuning_trial=self.tuning_trial
+            )
         return out
 
 
@@ -112,6 +124,13 @@ class Policy(ABC):
 
     def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:  # noqa: B027
         """Hook for adaptive policies: a trial reported eval points.  Default: ignore."""
+
+    def on_complete(self, trial_id: str, candidate: Candidate, result: dict | None) -> None:  # noqa: B027
+        """Hook: a trial finished (result is its last report; None if it failed).  Default: ignore."""
+
+    def should_stop(self, trial_id: str, candidate: Candidate, result: dict) -> bool:
+        """Hook for in-trial stopping (Tune's scheduler asks after every report).  Default: no."""
+        return False
 
     def state_dict(self) -> dict:
         return {}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from scaler.data.criteo_stream import CriteoDataConfig
 from scaler.data.synthetic import SyntheticConfig
@@ -65,14 +65,25 @@ class TrainConfig(BaseModel):
         return self
 
 
+def _data_kind(value) -> str:
+    """`kind` selects the data source; a `data:` without one is synthetic."""
+    if isinstance(value, dict):
+        return value.get("kind", "synthetic")
+    return getattr(value, "kind", "synthetic")
+
+
+DataConfig = Annotated[
+    Annotated[SyntheticConfig, Tag("synthetic")] | Annotated[CriteoDataConfig, Tag("criteo")],
+    Discriminator(_data_kind),
+]
+
+
 class DLRMTrialConfig(BaseModel):
     """One trial: `data` (synthetic), `model` (DLRM sizes) and `train` (budget, optimiser, evals)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    data: SyntheticConfig | CriteoDataConfig = Field(
-        default_factory=SyntheticConfig, discriminator="kind"
-    )
+    data: DataConfig = Field(default_factory=SyntheticConfig)
     model: DLRMConfig = Field(default_factory=DLRMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 

@@ -59,6 +59,8 @@ def trial_config(spec: SweepSpec, config: dict) -> DLRMTrialConfig:
             _set_path(tree, path, value)
     if any(k in knobs for k in MLP_KNOBS):
         _apply_mlp_knobs(tree, knobs)
+    for path, value in config.get("hparams", {}).items():  # tuned at this scale point
+        _set_path(tree, path, value)
     samples = int(config["samples"])
     train = tree.setdefault("train", {})
     train["samples"] = samples
@@ -67,12 +69,19 @@ def trial_config(spec: SweepSpec, config: dict) -> DLRMTrialConfig:
     return DLRMTrialConfig.model_validate(tree)
 
 
-def flops_per_sample(spec: SweepSpec, point: dict) -> float:
+def _cost(spec: SweepSpec, point: dict):
     cfg = trial_config(spec, {"params": point, "samples": spec.trial.samples or 1 << 20})
-    cost = model_cost(
-        cfg.model, cfg.data.num_dense, [f.hotness for f in cfg.data.features], cfg.table_rows()
-    )
-    return float(cost.train_flops_per_sample)
+    hotness = [f.hotness for f in cfg.data.features]
+    return model_cost(cfg.model, cfg.data.num_dense, hotness, cfg.table_rows())
+
+
+def flops_per_sample(spec: SweepSpec, point: dict) -> float:
+    return float(_cost(spec, point).train_flops_per_sample)
+
+
+def param_count(spec: SweepSpec, point: dict) -> float:
+    cost = _cost(spec, point)
+    return float(cost.dense_params + cost.sparse_params)
 
 
 def validate_dlrm_grid(spec: SweepSpec, source: str) -> None:

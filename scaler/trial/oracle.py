@@ -6,6 +6,7 @@ it to check that what scaler measures is what was put in.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -25,20 +26,36 @@ def eval_schedule(budget: int, n_points: int, min_samples: int | None = None) ->
     return [int(c) for c in counts]
 
 
+def hparam_penalty(oracle, n_params: float, hparams: dict | None) -> float:
+    """sum over oracle.hparams of sensitivity * (ln h - ln h*(N))^2, h*(N) = a N^-b."""
+    total = 0.0
+    for name, h in oracle.hparams.items():
+        value = float((hparams or {}).get(name, h.default))
+        optimum = h.a * float(n_params) ** -h.b
+        total += h.sensitivity * (math.log(value) - math.log(optimum)) ** 2
+    return total
+
+
 def oracle_points(
-    oracle, n_params: float, samples: int, schedule: list[int], seed: int, start_index: int = 0
+    oracle,
+    n_params: float,
+    samples: int,
+    schedule: list[int],
+    seed: int,
+    start_index: int = 0,
+    hparams: dict | None = None,
 ) -> Iterator[EvalPoint]:
-    """Eval points of one oracle trial: loss = law(N, D) * exp(noise * z), z ~ N(0, 1) seeded by
-    (seed, eval index) so a resumed trial redraws the same values."""
+    """Eval points of one oracle trial: loss = (law(N, D) + hparam penalty) * exp(noise * z),
+    z ~ N(0, 1) seeded by (seed, eval index) so a resumed trial redraws the same values."""
     law = oracle.law
     n = float(n_params)
+    penalty = hparam_penalty(oracle, n, hparams)
     for i, d in enumerate(schedule[start_index:], start=start_index):
         if oracle.delay_seconds:
             time.sleep(oracle.delay_seconds)
         z = np.random.default_rng([seed, i]).standard_normal()
-        loss = (law.E + law.A * n**-law.alpha + law.B * d**-law.beta) * float(
-            np.exp(oracle.noise * z)
-        )
+        clean = law.E + law.A * n**-law.alpha + law.B * d**-law.beta + penalty
+        loss = clean * float(np.exp(oracle.noise * z))
         flops = oracle.flops_per_param_sample * n * d
         device_seconds = flops / oracle.device_flops_per_second
         yield EvalPoint(

@@ -65,7 +65,7 @@ class SweepCallback(Callback):
         if point is None:
             return
         run_id = self._run_for(trial)
-        self.fitter.add(trial.trial_id, point)
+        self.fitter.add(trial.trial_id, point, group=trial.config.get("point"))
         if point.samples not in self.logged[trial.trial_id]:
             self.tracker.log_points(run_id, [point], int(time.time() * 1000))
             self.logged[trial.trial_id].add(point.samples)
@@ -76,7 +76,10 @@ class SweepCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         reason = self.fitter.trial_reason.get(trial.trial_id)
-        self.tracker.end_trial(self._run_for(trial), "diverged" if reason else "completed", reason)
+        reached = max(self.logged.get(trial.trial_id) or {0})
+        budget = trial.config.get("samples", reached)
+        status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
+        self.tracker.end_trial(self._run_for(trial), status, reason)
         self.completed += 1
         report = self.fitter.refit()
         self.tracker.log_fit(report.summary(), self.completed, int(time.time() * 1000))

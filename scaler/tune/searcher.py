@@ -37,9 +37,16 @@ class PolicySearcher(Searcher):
         if trial_id in self.assigned:
             self.policy.on_result(trial_id, self.assigned[trial_id], [result])
 
+    def should_stop(self, trial_id: str, result: dict) -> bool:
+        """Asked by `PolicyStopper` after every report of a running trial."""
+        candidate = self.assigned.get(trial_id)
+        return candidate is not None and self.policy.should_stop(trial_id, candidate, result)
+
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        if trial_id in self.assigned:
+            self.policy.on_complete(trial_id, self.assigned[trial_id], None if error else result)
         result = result or {}
         self.ledger.finish(trial_id, result.get("flops"), result.get("device_seconds"))
 

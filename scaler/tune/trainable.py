@@ -58,9 +58,9 @@ def run_oracle(spec: SweepSpec, config: dict, state: dict | None) -> None:
     start = state["next_index"] if state else 0
     seed = trial_seed(spec, config)
     n_params = config["params"].get("n_params", 1.0)
-    for i, point in enumerate(
-        oracle_points(spec.oracle, n_params, config["samples"], schedule, seed, start), start
-    ):
+    hparams = config.get("hparams")
+    points = oracle_points(spec.oracle, n_params, config["samples"], schedule, seed, start, hparams)
+    for i, point in enumerate(points, start):
         report(point, {"next_index": i + 1})
 
 
