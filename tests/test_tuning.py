@@ -120,5 +120,5 @@ def test_tuning_spec_errors_name_the_field():
         parse_spec({**BASE, "tuning": {"hparams": {"lr": {"low": 1.0, "high": 0.1}}}})
     with pytest.raises(SpecError, match=r"tuning.hparams \['momentum'\] are not in oracle.hparams"):
         parse_spec({**BASE, "tuning": {"hparams": {"momentum": {"low": 0.1, "high": 0.9}}}})
-    with pytest.raises(SpecError, match="tuning.trials_per_point: must be >= 1"):
+    with pytest.raises(SpecError, match=r"tuning\.trials_per_point: must be >= 1"):
         parse_spec({**BASE, "tuning": {**TUNING, "trials_per_point": 0}})
