@@ -1,6 +1,7 @@
 """`scaler report` on oracle sweeps whose law is known, from a real sqlite MLflow store."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +112,21 @@ def test_report_unknown_sweep_is_one_clear_error(saturated, capsys):
     result, _, _ = saturated
     rc = main(["report", "nope", "--tracking-uri", result.tracking_uri])
     assert rc == 2 and "no sweep named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("notebook", ["paper_figures.ipynb", "policy_comparison.ipynb"])
+def test_notebook_executes_against_the_sweep(saturated, notebook, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    result, _, _ = saturated
+    monkeypatch.setenv("SCALER_SWEEP", "report-sat")
+    monkeypatch.setenv("SCALER_TRACKING_URI", result.tracking_uri)
+    path = Path(__file__).parents[1] / "notebooks" / notebook
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()  # raises on any cell error
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    if notebook == "policy_comparison.ipynb":
+        table = [o for o in outputs if "text/html" in o.get("data", {})][-1]["data"]["text/html"]
+        assert "grid" in table and "random" in table and "beta_err" in table

@@ -25,7 +25,7 @@ def add_parser(sub, name: str) -> None:
 
 def run(args) -> int:
     out = args.out or Path(f"report-{args.sweep}")
-    an, md = write_report(
+    _an, md = write_report(
         args.sweep,
         out,
         args.tracking_uri,
