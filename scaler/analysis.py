@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scaler.laws import JointLaw, PowerLaw, backtest
+from scaler.laws import JointLaw, JointLawParams, PowerLaw, backtest, compute_frontier
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,28 @@ def fit_scheme(
     )
 
 
+def clamped_frontier(p: JointLawParams, C, k: float, n_min: float, d_min: float):
+    """Closed-form N*(C), D*(C), L*(C), with N* kept within [n_min, C / (k d_min)]: when a term
+    vanishes, the optimum runs off to 0 or infinity and the nearest trained size is the answer."""
+    f = compute_frontier(p, C, k)
+    C = np.asarray(C, dtype=float)
+    with np.errstate(all="ignore"):
+        n = np.clip(np.nan_to_num(f.N, nan=n_min), n_min, np.maximum(n_min, C / (k * d_min)))
+        d = C / (k * n)
+        loss = p.E + p.A * n ** (-p.alpha) + p.B * d ** (-p.beta)
+    return n, d, loss
+
+
+def frontier_band(law: JointLaw, C, k: float, n_min: float, d_min: float, q=(2.5, 97.5)):
+    """Percentile bands of the clamped frontier over the law's bootstrap samples."""
+    draws = [
+        clamped_frontier(JointLawParams(*s), C, k, n_min, d_min) for s in law.bootstrap_.samples
+    ]
+    arr = np.array(draws)  # (n_boot, 3, len(C))
+    lo, hi = np.nanpercentile(arr, q, axis=0)
+    return {"N": (lo[0], hi[0]), "D": (lo[1], hi[1]), "L": (lo[2], hi[2])}
+
+
 def _degenerate(law: JointLaw) -> str:
     p = law.params_
     if p.A <= 1e-12 * p.E:
@@ -258,14 +280,19 @@ def analyze(
             law.bootstrap(bootstrap, seed=seed)
             c_max = float(ok["flops"].max())
             C = c_max * np.r_[1.0, FUTURE]
-            f = law.frontier(C, k=k)
+            n_min, d_min = float(X[:, 0].min()), float(X[:, 1].min())
+            n, d, lstar = clamped_frontier(law.params_, C, k, n_min, d_min)
+            ci = frontier_band(law, C, k, n_min, d_min)
+            ci["a"] = law.frontier_interval(C, k=k)["a"]
             result.frontier = FrontierResult(
                 law=law,
                 C=C,
-                N=f.N,
-                D=f.D,
-                L=f.L,
-                ci=law.frontier_interval(C, k=k),
+                N=n,
+                D=d,
+                L=lstar,
+                ci=ci,
+                n_min=n_min,
+                d_min=d_min,
                 exponent=law.optimal_exponent_,
                 k=k,
                 degenerate=_degenerate(law),

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from scaler.analysis import Analysis
+from scaler.analysis import Analysis, clamped_frontier, frontier_band
 
 AXIS_LABEL = {
     "samples": "training samples D (examples)",
@@ -65,8 +65,8 @@ def isoflop_figure(an: Analysis, n_levels: int = 5):
             n = np.geomspace(pts["params"].min(), pts["params"].max(), 60)
             d = c_mid / (fr.k * n)
             ax.plot(n, fr.law.predict(np.c_[n, d]), color=colors[i], label=f"C ≈ {c_mid:.2g} FLOPs")
-            f = fr.law.frontier([c_mid], k=fr.k)
-            ax.plot(f.N, f.L, "r*", ms=9)
+            n_opt, _, l_opt = clamped_frontier(fr.law.params_, [c_mid], fr.k, fr.n_min, fr.d_min)
+            ax.plot(n_opt, l_opt, "r*", ms=9)
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABEL["params"], ylabel=LOSS_LABEL)
     ax.set_title("IsoFLOP curves (joint law); ★ = compute-optimal N*", fontsize=10)
     ax.legend(fontsize=7)
@@ -79,15 +79,16 @@ def frontier_figure(an: Analysis):
     fr = an.frontier
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     C = np.geomspace(an.points["flops"].min(), fr.C.max(), 60)
-    f = fr.law.frontier(C, k=fr.k)
-    band = fr.law.frontier_interval(C, k=fr.k)
+    n, d, loss = clamped_frontier(fr.law.params_, C, fr.k, fr.n_min, fr.d_min)
+    f = {"N": n, "D": d, "L": loss}
+    band = frontier_band(fr.law, C, fr.k, fr.n_min, fr.d_min)
     for ax, key, label in zip(
         axes,
         ("N", "D", "L"),
         ("optimal parameters N* (count)", "optimal samples D* (examples)", "optimal " + LOSS_LABEL),
         strict=True,
     ):
-        ax.plot(C, getattr(f, key), "k-", label=f"{key}*(C)")
+        ax.plot(C, f[key], "k-", label=f"{key}*(C)")
         ax.fill_between(C, *band[key], color="k", alpha=0.15, label="95% CI")
         ax.axvline(fr.C[0], color="grey", ls=":", label="largest C trained")
         ax.plot(fr.C[1:], getattr(fr, key)[1:], "r*", ms=9, label="10x, 100x")
