@@ -58,6 +58,8 @@ class FrontierResult:
     ci: dict  # "N" | "D" | "L" -> (lo, hi) arrays; "a" -> (lo, hi)
     exponent: float  # a = beta / (alpha + beta)
     k: float  # cost model C = k N D
+    n_min: float = 0.0  # N* is kept >= the smallest model trained (a vanished A sends it to 0)
+    d_min: float = 0.0  # ... and D* >= the smallest sample count trained
     degenerate: str = (
         ""  # non-empty when a fitted term vanished (A or B = 0): all compute to one axis
     )

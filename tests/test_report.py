@@ -67,6 +67,10 @@ def test_report_frontier_matches_the_true_law(saturated):
     # compute-optimal allocation grows data much faster than parameters
     assert fr.degenerate.startswith("parameters do not pay") or fr.exponent < 0.3
     assert np.all(fr.L >= fr.law.params_.E)
+    if fr.degenerate:  # N* stays at the smallest model trained; data still buys loss
+        assert np.all(fr.N == fr.n_min) and fr.L[2] < fr.L[1] < fr.L[0]
+    for i in range(3):
+        assert fr.ci["L"][0][i] <= fr.L[i] <= fr.ci["L"][1][i]
     assert set(an.backtests) >= {"data", "joint"}
     assert an.backtests["joint"].mape < 0.02
 

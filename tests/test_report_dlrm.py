@@ -4,10 +4,10 @@ import copy
 
 import pytest
 from mlflow.tracking import MlflowClient
+from test_sweep_dlrm import TINY
 
 from scaler.report import write_report
 from scaler.spec import parse_spec
-from test_sweep_dlrm import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
