@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from scaler.secrets import redact_uri
 from scaler.spec import SpecError, SweepSpec, parse_spec
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,19 @@ def load_saved_spec(storage: Path, name: str) -> SweepSpec:
 
 def start_or_resume(tracker, spec: SweepSpec, *, resume: bool) -> str:
     """The sweep's parent run; refuses a name recorded with another spec unless resuming."""
-    existing = tracker.find_sweep(spec.name)
+    try:
+        existing = tracker.find_sweep(spec.name)
+    except Exception as exc:  # connection refused, bad scheme, unreadable sqlite file, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(
+            f"tracking URI {redact_uri(tracker.tracking_uri)}: cannot be read "
+            f"({type(exc).__name__}: {redact_uri(first)[:300]})"
+        ) from None
     if existing is not None and not resume:
         recorded = existing.data.tags.get("scaler.spec_fingerprint")
         if recorded and recorded != spec.fingerprint():
             raise SpecError(
-                f"name: sweep {spec.name!r} already exists in MLflow ({tracker.tracking_uri}) with "
+                f"name: sweep {spec.name!r} already exists in MLflow ({redact_uri(tracker.tracking_uri)}) with "
                 f"spec fingerprint {recorded}, this spec has {spec.fingerprint()}; "
                 "rename the sweep, or pass --resume to continue the recorded one"
             )
