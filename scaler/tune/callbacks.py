@@ -30,6 +30,18 @@ def point_from_result(result: dict) -> EvalPoint | None:
     return EvalPoint(**{k: result[k] for k in POINT_FIELDS})
 
 
+def _error_line(trial) -> str:
+    """The last line of the trial's error (the exception itself), e.g. `RuntimeError: boom`."""
+    err = None
+    try:
+        err = trial.get_error()
+    except Exception:  # no error file (yet): fall back below
+        log.debug("no error recorded for trial %s", trial.trial_id, exc_info=True)
+    text = str(err or getattr(trial, "error_message", None) or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "trial raised"
+
+
 class SweepCallback(Callback):
     def __init__(
         self,
@@ -101,10 +113,11 @@ class SweepCallback(Callback):
                 "ts": int(time.time() * 1000),
             },
         )
-        if point.diverged:
-            self.fitter.exclude_trial(
-                trial.trial_id, f"diverged: loss {point.loss} at {point.samples} samples"
-            )
+        reason = result.get("diverged_reason") or (
+            f"diverged: loss {point.loss} at {point.samples} samples" if point.diverged else ""
+        )
+        if reason:
+            self.fitter.exclude_trial(trial.trial_id, reason)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         reason = self.fitter.trial_reason.get(trial.trial_id)
@@ -119,8 +132,8 @@ class SweepCallback(Callback):
         self._show(trials, trial, report)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = f"failed: {getattr(trial, 'error_message', None) or 'trial raised'}"
-        self.fitter.exclude_trial(trial.trial_id, reason.splitlines()[0][:500])
+        reason = f"failed: {_error_line(trial)}"
+        self.fitter.exclude_trial(trial.trial_id, reason[:500])
         self._end_trial(trial, "failed", reason)
         self.completed += 1
         self._show(trials, trial, None)
