@@ -155,6 +155,10 @@ class Oracle(_Strict):
     flops_per_param_sample: float = Field(default=6.0, gt=0)  # cost model C = k N D
     device_flops_per_second: float = Field(default=1e12, gt=0)  # for simulated device-seconds
     delay_seconds: float = Field(default=0.0, ge=0)  # per eval point: simulates training time
+    # fault injection (tests, demos): trials of these sizes diverge (NaN loss from their 2nd eval
+    # point) or raise at their 2nd eval point on every attempt
+    diverge_n_params: list[PositiveFloat] = Field(default_factory=list)
+    fail_n_params: list[PositiveFloat] = Field(default_factory=list)
 
 
 class HparamRange(_Strict):

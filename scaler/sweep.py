@@ -13,6 +13,7 @@ from ray import tune
 
 from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
 from scaler.fitter import FitReport, OnlineFitter
+from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
 from scaler.tune.callbacks import SweepCallback
@@ -96,12 +97,14 @@ def run_sweep(
     storage: str | Path | None = None,
     progress: Callable[[dict], None] | None = None,
     final_bootstrap: int = 200,
+    resume: bool = False,
 ) -> SweepResult:
     storage = Path(storage or DEFAULT_STORAGE).resolve()
     storage.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
     tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
-    parent = tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())
+    parent = start_or_resume(tracker, spec, resume=resume)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(CHECKPOINT_S))  # fresh state to resume
 
     init_ray(address)
     searcher = make_searcher(spec)
@@ -117,7 +120,8 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.resolved()), resources
     )
-    tuner = tune.Tuner(
+    tuner = restore_tuner(storage / spec.name, trainable, searcher, callback) if resume else None
+    tuner = tuner or tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
@@ -134,6 +138,7 @@ def run_sweep(
             failure_config=tune.FailureConfig(max_failures=2),
         ),
     )
+    save_spec(storage / spec.name, spec)
     grid = tuner.fit()
     errors = sum(r.error is not None for r in grid)
     return SweepResult(

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from scaler.records import EvalPoint
+from scaler.secrets import redact_params, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ class SweepTracker:
             k: json.dumps(v) if isinstance(v, list | dict) else str(v)
             for k, v in flatten(resolved_spec).items()
         }
-        self._log_params(self.parent_run_id, params)
-        self.client.log_dict(self.parent_run_id, resolved_spec, "spec.json")
+        self._log_params(self.parent_run_id, redact_params(params))  # no tokens in the record
+        self.client.log_dict(self.parent_run_id, _redact_spec(resolved_spec), "spec.json")
         return self.parent_run_id
 
     def end_sweep(self, status: str = "FINISHED") -> None:
@@ -196,6 +197,13 @@ class SweepTracker:
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def _redact_spec(spec: dict) -> dict:
+    tracking = spec.get("tracking")
+    if isinstance(tracking, dict) and isinstance(tracking.get("uri"), str):
+        return {**spec, "tracking": {**tracking, "uri": redact_uri(tracking["uri"])}}
+    return spec
 
 
 def ui_hint(tracking_uri: str) -> str:

@@ -6,14 +6,21 @@ import argparse
 import logging
 import sys
 
-from scaler.cli import fit, query, report, run, ui
+from scaler.cli import fit, query, report, resume, run, ui
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
-COMMANDS = {"fit": fit, "run": run, "query": query, "ui": ui, "report": report}
+COMMANDS = {
+    "fit": fit,
+    "run": run,
+    "resume": resume,
+    "query": query,
+    "ui": ui,
+    "report": report,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

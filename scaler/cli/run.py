@@ -24,6 +24,11 @@ def add_parser(sub, name: str) -> None:
     p.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap resamples of the final fit"
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a sweep of this name that was interrupted (see `scaler resume`)",
+    )
 
 
 class Progress:
@@ -55,7 +60,10 @@ def _short(name: str, law) -> str:
 
 
 def run(args) -> int:
-    spec = load_spec(args.spec)
+    return execute(load_spec(args.spec), args, resume=args.resume)
+
+
+def execute(spec, args, *, resume: bool = False) -> int:
     from scaler.sweep import run_sweep  # imports Ray: only once the spec is known to be good
 
     print(f"sweep {spec.name}: backend {spec.backend}, policy {spec.policy.name}", flush=True)
@@ -66,6 +74,7 @@ def run(args) -> int:
         storage=args.storage,
         progress=Progress(),
         final_bootstrap=args.bootstrap,
+        resume=resume,
     )
     print(f"\n{result.trials} trials ({result.errors} failed). Fitted laws:")
     for name, law in result.report.laws.items():

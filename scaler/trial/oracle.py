@@ -56,6 +56,8 @@ def oracle_points(
         z = np.random.default_rng([seed, i]).standard_normal()
         clean = law.E + law.A * n**-law.alpha + law.B * d**-law.beta + penalty
         loss = clean * float(np.exp(oracle.noise * z))
+        if i >= 1 and any(math.isclose(n, v, rel_tol=1e-9) for v in oracle.diverge_n_params):
+            loss = math.nan  # injected divergence
         flops = oracle.flops_per_param_sample * n * d
         device_seconds = flops / oracle.device_flops_per_second
         yield EvalPoint(

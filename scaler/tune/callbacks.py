@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ray.tune import Callback
 
 from scaler.fitter import FitReport, OnlineFitter
+from scaler.outbox import Outbox
 from scaler.records import EvalPoint
 from scaler.tracking import SweepTracker
 
@@ -27,6 +28,18 @@ def point_from_result(result: dict) -> EvalPoint | None:
     if not all(k in result for k in POINT_FIELDS):
         return None
     return EvalPoint(**{k: result[k] for k in POINT_FIELDS})
+
+
+def _error_line(trial) -> str:
+    """The last line of the trial's error (the exception itself), e.g. `RuntimeError: boom`."""
+    err = None
+    try:
+        err = trial.get_error()
+    except Exception:  # no error file (yet): fall back below
+        log.debug("no error recorded for trial %s", trial.trial_id, exc_info=True)
+    text = str(err or getattr(trial, "error_message", None) or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "trial raised"
 
 
 class SweepCallback(Callback):
@@ -48,47 +61,80 @@ class SweepCallback(Callback):
         self.logged: dict[str, set[int]] = {}  # trial id -> steps already in MLflow
         self.completed = 0
         self.final_report: FitReport | None = None
+        self.reached: dict[str, int] = {}  # trial id -> largest samples reported (driver-side)
+        # every MLflow write goes through the outbox: buffered and retried while the server is down
+        self.outbox = Outbox(self._deliver)
+
+    # --- MLflow delivery (events are plain data, so undelivered ones are saved with the state) ---
+    def _deliver(self, kind: str, e: dict) -> None:
+        if kind == "start":
+            self._run_id(e["trial_id"], e["config"])
+        elif kind == "points":
+            run_id = self._run_id(e["trial_id"], e["config"])
+            point = EvalPoint(**e["point"])
+            if point.samples not in self.logged[e["trial_id"]]:
+                self.tracker.log_points(run_id, [point], e["ts"])
+                self.logged[e["trial_id"]].add(point.samples)
+        elif kind == "end_trial":
+            run_id = self._run_id(e["trial_id"], e["config"])
+            self.tracker.end_trial(run_id, e["status"], e["reason"])
+        elif kind == "fit":
+            self.tracker.log_fit(e["summary"], e["step"], e["ts"])
+        elif kind == "sweep_metrics":
+            self.tracker.log_sweep_metrics(e["values"], e["step"], e["ts"])
+        elif kind == "end_sweep":
+            self.tracker.end_sweep(e["status"])
+        else:
+            raise ValueError(f"unknown outbox event {kind!r}")
+
+    def _run_id(self, trial_id: str, config: dict) -> str:
+        if trial_id not in self.runs:
+            run_id, steps = self.tracker.trial_run(trial_id, config)
+            self.runs[trial_id] = run_id
+            self.logged[trial_id] = steps
+        return self.runs[trial_id]
 
     # --- trial events ---------------------------------------------------------------------
-    def _run_for(self, trial) -> str:
-        if trial.trial_id not in self.runs:
-            run_id, steps = self.tracker.trial_run(trial.trial_id, trial.config)
-            self.runs[trial.trial_id] = run_id
-            self.logged[trial.trial_id] = steps
-        return self.runs[trial.trial_id]
-
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._run_for(trial)
+        self.outbox.submit("start", {"trial_id": trial.trial_id, "config": trial.config})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         point = point_from_result(result)
         if point is None:
             return
-        run_id = self._run_for(trial)
         self.fitter.add(trial.trial_id, point, group=trial.config.get("point"))
-        if point.samples not in self.logged[trial.trial_id]:
-            self.tracker.log_points(run_id, [point], int(time.time() * 1000))
-            self.logged[trial.trial_id].add(point.samples)
-        if point.diverged:
-            self.fitter.exclude_trial(
-                trial.trial_id, f"diverged: loss {point.loss} at {point.samples} samples"
-            )
+        self.reached[trial.trial_id] = max(self.reached.get(trial.trial_id, 0), int(point.samples))
+        self.outbox.submit(
+            "points",
+            {
+                "trial_id": trial.trial_id,
+                "config": trial.config,
+                "point": point.to_dict(),
+                "ts": int(time.time() * 1000),
+            },
+        )
+        reason = result.get("diverged_reason") or (
+            f"diverged: loss {point.loss} at {point.samples} samples" if point.diverged else ""
+        )
+        if reason:
+            self.fitter.exclude_trial(trial.trial_id, reason)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         reason = self.fitter.trial_reason.get(trial.trial_id)
-        reached = max(self.logged.get(trial.trial_id) or {0})
+        reached = self.reached.get(trial.trial_id) or max(self.logged.get(trial.trial_id) or {0})
         budget = trial.config.get("samples", reached)
         status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
-        self.tracker.end_trial(self._run_for(trial), status, reason)
+        self._end_trial(trial, status, reason)
         self.completed += 1
         report = self.fitter.refit()
-        self.tracker.log_fit(report.summary(), self.completed, int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        self.outbox.submit("fit", {"summary": report.summary(), "step": self.completed, "ts": now})
         self._show(trials, trial, report)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = f"failed: {getattr(trial, 'error_message', None) or 'trial raised'}"
-        self.fitter.exclude_trial(trial.trial_id, reason.splitlines()[0][:500])
-        self.tracker.end_trial(self._run_for(trial), "failed", reason)
+        reason = f"failed: {_error_line(trial)}"
+        self.fitter.exclude_trial(trial.trial_id, reason[:500])
+        self._end_trial(trial, "failed", reason)
         self.completed += 1
         self._show(trials, trial, None)
 
@@ -96,19 +142,27 @@ class SweepCallback(Callback):
         report = self.fitter.refit(bootstrap=self.final_bootstrap)
         self.final_report = report
         now = int(time.time() * 1000)
-        self.tracker.log_fit(report.summary(), self.completed, now)
-        self._plot(report)
+        self.outbox.submit("fit", {"summary": report.summary(), "step": self.completed, "ts": now})
         ledger = self.ledger_of() if self.ledger_of else None
         if ledger is not None:
-            self.tracker.log_sweep_metrics(
-                {
-                    "budget.flops_spent": ledger.spent_flops,
-                    "budget.device_seconds": ledger.spent_device_seconds,
-                },
-                self.completed,
-                now,
+            values = {
+                "budget.flops_spent": ledger.spent_flops,
+                "budget.device_seconds": ledger.spent_device_seconds,
+            }
+            self.outbox.submit(
+                "sweep_metrics", {"values": values, "step": self.completed, "ts": now}
             )
-        self.tracker.end_sweep("FINISHED")
+        self.outbox.submit("end_sweep", {"status": "FINISHED"})
+        if not self.outbox.flush():  # waits up to outbox.final_wait_s for the server
+            raise RuntimeError(
+                f"MLflow at {self.tracker.tracking_uri} unreachable: {len(self.outbox.pending)} "
+                "event(s) not recorded; they are saved with the experiment — `scaler resume` sends them"
+            )
+        self._plot(report)
+
+    def _end_trial(self, trial, status: str, reason: str | None) -> None:
+        event = {"trial_id": trial.trial_id, "config": trial.config}
+        self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
 
     # --- display --------------------------------------------------------------------------
     def _show(self, trials, finished, report: FitReport | None) -> None:
@@ -146,6 +200,8 @@ class SweepCallback(Callback):
             "logged": {k: sorted(v) for k, v in self.logged.items()},
             "completed": self.completed,
             "parent_run_id": self.tracker.parent_run_id,
+            "reached": dict(self.reached),
+            "outbox": list(self.outbox.pending),
         }
 
     def set_state(self, state: dict) -> None:
@@ -154,3 +210,5 @@ class SweepCallback(Callback):
         self.logged = {k: set(v) for k, v in state["logged"].items()}
         self.completed = state["completed"]
         self.tracker.parent_run_id = state["parent_run_id"]
+        self.reached = dict(state.get("reached", {}))
+        self.outbox.pending.extend(state.get("outbox", []))

@@ -1,0 +1,90 @@
+"""Real processes for fault tests: `scaler` CLI subprocesses in their own session (so the Ray
+they start can be cleaned up by process group), oracle specs slow enough to kill mid-sweep."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ORACLE_SPEC = {
+    "name": "faults",
+    "backend": "oracle",
+    "seed": 0,
+    "oracle": {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}},
+    "trial": {"eval_points": 4},
+    "axes": {
+        "params": {"n_params": {"low": 1.0e5, "high": 1.0e8, "num": 4}},
+        "data": {"low": 1.0e5, "high": 1.0e8, "num": 3},
+    },
+    "budget": {"trials": 12},
+    "policy": {"name": "grid"},
+    "resources": {"cpus_per_trial": 0.5, "concurrency": 2},
+    "tracking": {"experiment": "faults"},
+}
+
+
+def write_spec(path: Path, **overrides) -> Path:
+    spec = {**ORACLE_SPEC, **overrides}
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def scaler_cmd(*args: str) -> list[str]:
+    main = "import sys; from scaler.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", main, *args]
+
+
+def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        scaler_cmd(*args),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the Ray it starts is ours to clean up
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+    )
+
+
+def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in log.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited ({proc.returncode}) before {text!r}:\n{log.read_text()}"
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} within {timeout} s:\n{log.read_text()}")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group we started (the process and any Ray it left behind)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def run(
+    args: list[str], timeout: float = 240, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        scaler_cmd(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

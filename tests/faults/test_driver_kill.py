@@ -1,0 +1,50 @@
+"""Driver killed (SIGKILL of `scaler run` mid-sweep) -> `scaler resume` finishes the sweep with
+exactly one MLflow child run per trial, every eval point once, laws fitted, budget spent once."""
+
+from __future__ import annotations
+
+import signal
+
+import scaler
+from tests.faults.helpers import kill_group, run, start, wait_for, write_spec
+
+
+def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
+    spec = write_spec(
+        tmp_path / "slow.yaml",
+        name="faults-driver",
+        oracle={**_law(), "delay_seconds": 1.5},
+    )
+    storage = tmp_path / "runs"
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    log = tmp_path / "run.log"
+    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "5"], log)
+    try:
+        wait_for(log, "trials done 3 ", proc, timeout=180)
+        proc.send_signal(signal.SIGKILL)  # the driver only; its Ray dies with it or is reaped below
+        proc.wait(timeout=30)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == -signal.SIGKILL
+    before = scaler.trials("faults-driver", tracking_uri=uri)
+    assert 3 <= len(before) < 12, "the kill must land mid-sweep"
+
+    done = run(["resume", "faults-driver", "--storage", str(storage), "--bootstrap", "5"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 trials (0 failed)" in done.stdout
+
+    trials = scaler.trials("faults-driver", tracking_uri=uri)
+    assert len(trials) == 12  # one child run per trial: none lost, none duplicated
+    assert trials["trial_id"].is_unique and trials["run_id"].is_unique
+    grid = trials[["param.n_params", "samples_budget"]].astype(float)
+    assert not grid.duplicated().any(), "a candidate ran twice: the budget was double-spent"
+    assert (trials["status"] == "completed").all()
+    points = scaler.points("faults-driver", tracking_uri=uri)
+    assert len(points) == 12 * 4  # every eval point present ...
+    assert not points[["trial_id", "samples"]].duplicated().any()  # ... exactly once
+    laws = scaler.laws("faults-driver", tracking_uri=uri)
+    assert abs(laws["joint"].params_.alpha - 0.30) < 0.03
+
+
+def _law():
+    return {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}}
