@@ -115,22 +115,38 @@ class Policy(ABC):
 
     name: str = "base"
 
-    def __init__(self, candidates: list[Candidate], seed: int = 0):
+    def __init__(self, candidates: list[Candidate], seed: int = 0, *, design=None):
         self.candidates = list(candidates)
         self.seed = seed
+        self.design = design  # a scaler.allocation.Design: what a candidate observes and costs
 
     @abstractmethod
     def propose(self, ledger: Ledger) -> Candidate | None: ...
 
+    def cost(self, candidate: Candidate) -> float:
+        """What running the candidate now costs (replay prices only the increment of a run)."""
+        return candidate.flops if self.design is None else self.design.cost(candidate)
+
+    def waiting(self, ledger: Ledger) -> bool:
+        """After `propose` returned None: True if results of running trials may still make it
+        propose more (ask again later), False if the policy is finished."""
+        return False
+
     def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:  # noqa: B027
         """Hook for adaptive policies: a trial reported eval points.  Default: ignore."""
 
-    def on_complete(self, trial_id: str, candidate: Candidate, result: dict | None) -> None:  # noqa: B027
-        """Hook: a trial finished (result is its last report; None if it failed).  Default: ignore."""
+    def on_complete(self, trial_id: str, candidate: Candidate, result: dict | None = None) -> None:  # noqa: B027
+        """A trial ended (finished, stopped or failed); result is its last report, None if it
+        failed or is unknown.  Default: ignore."""
 
     def should_stop(self, trial_id: str, candidate: Candidate, result: dict) -> bool:
-        """Hook for in-trial stopping (Tune's scheduler asks after every report).  Default: no."""
+        """Asked by Tune's scheduler after each eval point (result holds `samples`, `loss`, ...):
+        stop this running trial now?  Default: no."""
         return False
+
+    def explain(self) -> dict | None:
+        """The latest decision and why (for MLflow and the progress display); None if none."""
+        return None
 
     def state_dict(self) -> dict:
         return {}

@@ -12,17 +12,19 @@ class GridPolicy(Policy):
 
     name = "grid"
 
-    def __init__(self, candidates: list[Candidate], seed: int = 0):
-        super().__init__(candidates, seed)
+    def __init__(self, candidates: list[Candidate], seed: int = 0, *, design=None):
+        super().__init__(candidates, seed, design=design)
         self.next_index = 0
 
     def propose(self, ledger: Ledger) -> Candidate | None:
         if self.next_index >= len(self.candidates):
             return None
         candidate = self.candidates[self.next_index]
-        if not ledger.fits(candidate.flops):
+        if not ledger.fits(self.cost(candidate)):
             return None
         self.next_index += 1
+        if self.design is not None:
+            self.design.bought(candidate)
         return candidate
 
     def state_dict(self) -> dict:
@@ -37,7 +39,7 @@ class RandomPolicy(GridPolicy):
 
     name = "random"
 
-    def __init__(self, candidates: list[Candidate], seed: int = 0):
+    def __init__(self, candidates: list[Candidate], seed: int = 0, *, design=None):
         shuffled = list(candidates)
         random.Random(seed).shuffle(shuffled)
-        super().__init__(shuffled, seed)
+        super().__init__(shuffled, seed, design=design)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from scaler.cli import fit, query, report, resume, run, ui
+from scaler.cli import fit, query, replay, report, resume, run, ui
 
 
 class UsageError(Exception):
@@ -20,6 +20,7 @@ COMMANDS = {
     "query": query,
     "ui": ui,
     "report": report,
+    "replay": replay,
 }
 
 

@@ -1,0 +1,55 @@
+"""`scaler replay` on the Chinchilla pool: JSON shape, budget honoured, clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scaler.cli import main
+
+POOL = str(Path(__file__).parent / "data" / "chinchilla_epoch_extracted.csv")
+X = "N=Model Size,D=Training FLOP/(6*Model Size)"
+
+
+@pytest.mark.parametrize("policy", ["grid", "random", "halving", "adaptive"])
+def test_replay_json_has_the_documented_shape_and_respects_the_budget(policy, capsys):
+    args = [
+        "replay", POOL, "--x", X, "--y", "loss", "--budget", "0.2",
+        "--target-top-cost", "0.1", "--policy", policy, "--seeds", "2", "--json",
+    ]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"seeds", "median", "full_pool"}
+    assert len(out["seeds"]) == 2
+    for s in out["seeds"]:
+        assert set(s) == {"seed", "spent_fraction", "rows", "params", "target_mape"}
+        assert 0 < s["spent_fraction"] <= 0.2 + 1e-9
+        assert s["target_mape"] < 0.2
+    assert set(out["median"]) == {"spent_fraction", "rows", "target_mape"}
+    assert set(out["full_pool"]) == {"params", "target_mape"}
+    assert out["full_pool"]["target_mape"] < 0.03
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--budget", "0"], "--budget is 0.0, but must be in (0, 1]"),
+        (["--budget", "1.5"], "--budget is 1.5, but must be in (0, 1]"),
+        (["--budget", "0.5", "--y", "nope"], "no column 'nope'"),
+        (["--budget", "0.5", "--y", "x"], None),  # x column is fine (positive)
+    ],
+)
+def test_replay_bad_input_is_one_clear_error(extra, message, capsys):
+    args = ["replay", POOL, "--x", X, "--y", "loss", "--target-top-cost", "0.1", "--policy", "grid"]
+    rc = main(args + extra)
+    err = capsys.readouterr().err
+    if message is None:
+        assert rc == 0
+    else:
+        assert rc == 2 and message in err
+
+
+def test_replay_refuses_a_target_that_overlaps_the_pool(capsys):
+    args = ["replay", POOL, "--x", X, "--y", "loss", "--budget", "0.5", "--target", POOL]
+    assert main([*args, "--policy", "grid"]) == 2
+    assert "must be held out of the pool" in capsys.readouterr().err
