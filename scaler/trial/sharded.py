@@ -110,7 +110,7 @@ def gather_full(
                 (tuple(s.metadata.shard_offsets), s.tensor.detach().cpu().clone())
                 for s in value.local_shards()
             ]
-            local[key] = (tuple(value.size()), value.dtype, shards)
+            local[key] = (_shape(value), value.dtype, shards)
         elif rank == 0:
             local[key] = (None, None, value.detach().cpu().clone())
     gathered: list[Any] | None = [None] * dist.get_world_size(group) if rank == 0 else None
@@ -129,15 +129,19 @@ def gather_full(
     return full
 
 
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(value.metadata().size if _is_sharded(value) else value.shape)
+
+
 def _region(offsets: Sequence[int], sizes: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(o, o + s) for o, s in zip(offsets, sizes, strict=True))
 
 
 def load_full(target: Any, full: torch.Tensor) -> None:
     """Copies the slices of `full` that this rank holds into `target` (a ShardedTensor or tensor)."""
-    if tuple(full.shape) != tuple(target.size()):
+    if tuple(full.shape) != _shape(target):
         raise ValueError(
-            f"checkpoint tensor has shape {tuple(full.shape)}, expected {tuple(target.size())}"
+            f"checkpoint tensor has shape {tuple(full.shape)}, expected {_shape(target)}"
         )
     with torch.no_grad():
         if not _is_sharded(target):
