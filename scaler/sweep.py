@@ -12,6 +12,7 @@ import ray
 from ray import tune
 
 from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
+from scaler.cluster import check_shared_storage
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
@@ -99,6 +100,8 @@ def run_sweep(
 ) -> SweepResult:
     storage = Path(storage or DEFAULT_STORAGE).resolve()
     storage.mkdir(parents=True, exist_ok=True)
+    init_ray(address)
+    check_shared_storage([storage])  # every node must reach it: fail now, not inside a trial
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
     tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
     parent = tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())

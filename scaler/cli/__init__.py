@@ -6,14 +6,14 @@ import argparse
 import logging
 import sys
 
-from scaler.cli import fit, query, run, ui
+from scaler.cli import fit, query, run, submit, ui
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
-COMMANDS = {"fit": fit, "run": run, "query": query, "ui": ui}
+COMMANDS = {"fit": fit, "run": run, "query": query, "ui": ui, "submit": submit}
 
 
 def build_parser() -> argparse.ArgumentParser:
