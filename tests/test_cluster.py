@@ -78,8 +78,8 @@ def rest(cluster, path: str, **query) -> dict:
         return json.load(r)
 
 
-def trial_actor_nodes(cluster) -> dict[str, str]:
-    """Actor id -> node id of every Tune function-trial actor the cluster has run (dead too)."""
+def actor_nodes(cluster, class_name: str) -> dict[str, str]:
+    """Actor id -> node id of every actor of a class the cluster has run (dead ones too)."""
     found = rest(
         cluster,
         "/api/v0/actors",
@@ -87,9 +87,14 @@ def trial_actor_nodes(cluster) -> dict[str, str]:
         detail="true",
         filter_keys="class_name",
         filter_predicates="=",
-        filter_values="ImplicitFunc",
+        filter_values=class_name,
     )
     return {a["actor_id"]: a["node_id"] for a in found["data"]["result"]["result"]}
+
+
+def trial_actor_nodes(cluster) -> dict[str, str]:
+    """The Tune function-trial actors (one per running trial; reused between trials)."""
+    return actor_nodes(cluster, "ImplicitFunc")
 
 
 def node_ids(cluster) -> set[str]:
@@ -210,3 +215,65 @@ def test_storage_that_one_node_cannot_see_fails_fast_saying_what_to_set(cluster,
     assert time.time() - start < 60
     assert trial_actor_nodes(cluster) == before  # no trial started
     assert not (storage / "mlflow.db").exists()  # nor a sweep run in MLflow
+
+
+DLRM = {
+    "name": "cluster-dlrm",
+    "backend": "dlrm",
+    "dlrm": {
+        "data": {
+            "seed": 0,
+            "features": [
+                {"vocab_size": 5000, "zipf_exponent": 1.0},
+                {"vocab_size": 20000, "zipf_exponent": 1.1},
+                {"vocab_size": 3000, "zipf_exponent": 1.0},
+            ],
+        },
+        "model": {"embedding_dim": 8, "bottom_mlp": [16], "top_mlp": [16]},
+        "train": {"eval_samples": 8192, "num_threads": 1},
+    },
+    "trial": {
+        "samples": 65536,
+        "eval_points": 3,
+        "min_samples": 8192,
+        "workers": 2,
+        "sharding": ["table_wise", "column_wise"],
+    },
+    "axes": {"params": {"model.num_embeddings": [1000, 4000]}},
+    "budget": {"trials": 2},
+    # per trial: 0.5 CPU for the Tune function + 2 x 0.75 for the gloo workers, spread over both
+    # nodes (each trial's ranks talk across nodes); two trials fill the 2 x 2 CPUs
+    "resources": {
+        "cpus_per_trial": 0.5,
+        "cpus_per_worker": 0.75,
+        "worker_placement": "spread",
+        "concurrency": 2,
+    },
+    "tracking": {"experiment": "cluster-dlrm"},
+}
+
+
+@pytest.mark.slow
+def test_dlrm_sweep_of_two_worker_trials_across_both_nodes(cluster, tmp_path):
+    storage = cluster.base / "shared" / "dlrm"
+    spec = write_spec(tmp_path, DLRM)
+    before = actor_nodes(cluster, "RayTrainWorker")
+    proc = subprocess.run(
+        [*SCALER, "run", str(spec), "--address", cluster.address, "--storage", str(storage)],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    trials = scaler.trials("cluster-dlrm", tracking_uri=uri)
+    points = scaler.points("cluster-dlrm", tracking_uri=uri)
+    assert len(trials) == 2 and (trials["status"] == "completed").all()
+    assert len(points) == 6  # 3 eval points each, logged once (rank 0's)
+    for _, group in points.groupby("trial_id"):
+        losses = group.sort_values("samples")["loss"].to_numpy()
+        assert losses[-1] < losses[0]
+    workers = set(actor_nodes(cluster, "RayTrainWorker").items()) - set(before.items())
+    assert len(workers) == 4  # 2 trials x 2 workers
+    assert {node for _, node in workers} == node_ids(cluster)
