@@ -205,3 +205,31 @@ def test_spec_sharding_names_match_torchrec_fused_kernel():
     gpu = set(sharder.sharding_types("cuda")) - {"data_parallel"}
     assert set(CPU_SHARDING_TYPES) == cpu and set(GPU_SHARDING_TYPES) == gpu
     assert set(ShardingType.__args__) == gpu and set(GPU_ONLY_SHARDING) == gpu - cpu
+
+
+@pytest.mark.slow
+def test_gpu_check_script_dry_runs_on_cpu():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--samples",
+            "32768",
+            "--batch",
+            "1024",
+            "--skip-ray",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "final losses agree within 2 %" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("ratio ")

@@ -171,6 +171,11 @@ class ShardedDLRMTrial:
         self.base = DLRMTrial(config)
         self.config = config
         self.device = self.base.device
+        if self.device.type == "cuda" and self.device.index is None:  # DMP wants an index
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        # nccl reduces device tensors only; gloo CPU ones
+        nccl = dist.get_backend(group) == "nccl"
+        self._comm_device = self.device if nccl else torch.device("cpu")
         self.hparams = self.base.hparams
         self.cost = self.base.cost
         unsharded = {k: v.detach().clone() for k, v in self.base.model.state_dict().items()}
@@ -261,13 +266,14 @@ class ShardedDLRMTrial:
         )
 
     def _sum(self, x: float) -> float:
-        t = torch.tensor([x], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.group)
-        return float(t.item())
+        return self._reduce(x, dist.ReduceOp.SUM)
 
     def _max(self, x: float) -> float:
-        t = torch.tensor([x], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        return self._reduce(x, dist.ReduceOp.MAX)
+
+    def _reduce(self, x: float, op) -> float:
+        t = torch.tensor([x], dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(t, op=op, group=self.group)
         return float(t.item())
 
     # ---------------------------------------------------------------------------- evaluation
