@@ -233,3 +233,89 @@ def test_gpu_check_script_dry_runs_on_cpu():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "final losses agree within 2 %" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1].startswith("ratio ")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids below `pid` (this test's own Ray: the raylet is a child of this process)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_killed_worker_fails_the_trial_and_its_retry_resumes_from_the_checkpoint(
+    tmp_path, ray_local
+):
+    import json
+    import signal
+    import threading
+    import time
+
+    from scaler.sweep import run_sweep
+    from scaler.trial.from_spec import trial_config
+
+    spec = parse_spec(
+        {
+            **SPEC,
+            "name": "dlrm-killed",
+            "trial": {**SPEC["trial"], "samples": 262144, "eval_points": 4, "min_samples": 16384},
+            "tracking": {"experiment": "dlrm-killed"},
+        }
+    )
+    killed: list[int] = []
+    seen_at_kill: list[int] = []
+
+    def kill_a_worker_after_the_first_checkpoint():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if list((tmp_path / "dlrm-killed").glob("*/train/checkpoint_*/trial.pt")):
+                workers = [p for p in _descendants(os.getpid()) if "RayTrainWorker" in _cmdline(p)]
+                if workers:
+                    os.kill(workers[-1], signal.SIGKILL)  # a process this test's Ray started
+                    killed.append(workers[-1])
+                    results = list((tmp_path / "dlrm-killed").glob("*/result.json"))
+                    seen_at_kill.append(sum(1 for r in results for _ in open(r)))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_a_worker_after_the_first_checkpoint, daemon=True)
+    watcher.start()
+    result = run_sweep(spec, storage=tmp_path, final_bootstrap=0)
+    watcher.join(timeout=5)
+    assert killed, "no worker was killed: the test did not exercise a retry"
+    assert seen_at_kill[0] < 4  # killed mid-trial, with eval points still to come
+    assert result.trials == 1 and result.errors == 0  # Tune retried the trial, and it finished
+    trials = scaler.trials("dlrm-killed", tracking_uri=result.tracking_uri)
+    points = scaler.points("dlrm-killed", tracking_uri=result.tracking_uri).sort_values("samples")
+    assert trials["status"].iloc[0] == "completed"
+    config = trial_config(spec, {"params": {"model.num_embeddings": 4000}, "samples": 262144})
+    ref = list(DLRMTrial(config).run())
+    assert list(points["samples"]) == [p.samples for p in ref]  # each eval point once in MLflow
+    np.testing.assert_allclose(points["loss"], [p.loss for p in ref], rtol=0.02)
+    # Tune saw the retry continue after the checkpoint: no eval point was trained twice
+    (trial_dir,) = [
+        d
+        for d in (tmp_path / "dlrm-killed").iterdir()
+        if d.is_dir() and (d / "result.json").exists()
+    ]
+    assert (trial_dir / "error.txt").is_file()  # Tune recorded the failure it retried
+    reported = [json.loads(line)["samples"] for line in open(trial_dir / "result.json")]
+    assert sorted(reported) == [p.samples for p in ref] and len(set(reported)) == len(reported)
