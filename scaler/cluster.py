@@ -96,3 +96,56 @@ def check_shared_storage(locations: Sequence[str | Path], timeout: float = 120.0
                 pass  # another sweep's probe is running there
     log.info("storage %s reachable from all %d nodes", list(map(str, locations)), len(nodes))
     return len(nodes)
+
+
+def safe_concurrency(spec) -> int:
+    """`resources.concurrency`, lowered where multi-worker trials could deadlock the cluster.
+
+    A multi-worker trial holds its Tune function's resources (`cpus_per_trial`, `gpus_per_trial`)
+    while its trainer waits for `workers x cpus_per_worker` (and GPUs) as one placement group. If
+    `concurrency` trial functions can take so much that no trainer fits beside them, every trial
+    waits forever. So: the largest c <= concurrency with c x per-trial + one trainer <= the
+    cluster's resources now (an autoscaling cluster may grow later; set concurrency for that
+    size and start it with enough nodes)."""
+    import ray
+
+    r, k = spec.resources, spec.trial.workers
+    if k <= 1:
+        return r.concurrency
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+
+    def fits(c: int) -> bool:
+        return (
+            c * r.cpus_per_trial + k * r.cpus_per_worker <= cpus + 1e-9
+            and c * r.gpus_per_trial + k * r.gpus_per_worker <= gpus + 1e-9
+        )
+
+    c = r.concurrency
+    while c > 1 and not fits(c):
+        c -= 1
+    need = (
+        f"cpus_per_trial {r.cpus_per_trial:g} + {k} x cpus_per_worker {r.cpus_per_worker:g} CPUs"
+        f", {r.gpus_per_trial:g} + {k} x {r.gpus_per_worker:g} GPUs"
+    )
+    if not fits(c):
+        log.warning(
+            "one %d-worker trial needs %s but the cluster has %g CPUs, %g GPUs now: trials wait "
+            "until an autoscaler adds nodes",
+            k,
+            need,
+            cpus,
+            gpus,
+        )
+    elif c < r.concurrency:
+        log.warning(
+            "resources.concurrency %d lowered to %d: with %d trials each holding %s, no trainer "
+            "would fit in the cluster's %g CPUs, %g GPUs",
+            r.concurrency,
+            c,
+            r.concurrency,
+            need,
+            cpus,
+            gpus,
+        )
+    return c

@@ -12,7 +12,7 @@ import ray
 from ray import tune
 
 from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
-from scaler.cluster import check_shared_storage
+from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
@@ -126,7 +126,7 @@ def run_sweep(
             search_alg=searcher,
             scheduler=PolicyStopper(searcher.should_stop),
             num_samples=-1,
-            max_concurrent_trials=spec.resources.concurrency,
+            max_concurrent_trials=safe_concurrency(spec),  # multi-worker trials: no deadlock
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(

@@ -319,3 +319,21 @@ def test_a_killed_worker_fails_the_trial_and_its_retry_resumes_from_the_checkpoi
     assert (trial_dir / "error.txt").is_file()  # Tune recorded the failure it retried
     reported = [json.loads(line)["samples"] for line in open(trial_dir / "result.json")]
     assert sorted(reported) == [p.samples for p in ref] and len(set(reported)) == len(reported)
+
+
+@pytest.mark.ray
+def test_concurrency_is_lowered_so_a_trainer_always_fits(ray_local, caplog):
+    from scaler.cluster import safe_concurrency
+
+    def spec(**resources):
+        return parse_spec({**SPEC, "resources": {**SPEC["resources"], **resources}})
+
+    # ray_local has 2 CPUs: c x 0.5 (trial functions) + 2 x 0.5 (one trainer) <= 2  ->  c <= 2
+    assert safe_concurrency(spec(concurrency=4)) == 2
+    assert "resources.concurrency 4 lowered to 2" in caplog.text
+    assert safe_concurrency(spec(concurrency=1)) == 1
+    caplog.clear()
+    assert safe_concurrency(spec(concurrency=3, cpus_per_worker=2)) == 1  # no trainer fits at all
+    assert "trials wait until an autoscaler adds nodes" in caplog.text
+    single = {**SPEC, "trial": {**SPEC["trial"], "workers": 1}, "resources": {"concurrency": 8}}
+    assert safe_concurrency(parse_spec(single)) == 8  # one-process trials: untouched
