@@ -21,6 +21,11 @@ Equivalence with one worker (what the tests check):
   are the sum of every rank's training and evaluation seconds.
 - Checkpoints have the single-process format (full tables, full optimizer state), gathered on
   rank 0; any world size resumes from any other's checkpoint.
+
+Limits: every rank first builds the whole single-process model (that is what makes the initial
+weights identical), and checkpoints gather whole tables on rank 0, so the tables must fit one
+device's memory at start and rank 0's host memory at a checkpoint. Larger tables need meta-device
+initialisation and sharded (torch.distributed.checkpoint) checkpoints.
 """
 
 from __future__ import annotations
