@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -96,16 +95,15 @@ def generator_rate(samples: int, batch: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _sharded_worker(rank, world, port, backend, device, samples, batch, out):
+def _sharded_worker(rank, world, store, backend, device, samples, batch, out):
     import torch.distributed as dist
 
     from scaler.trial import DLRMTrialConfig
     from scaler.trial.sharded import ShardedDLRMTrial, allowed_sharding_types
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if device == "cuda":
         torch.cuda.set_device(rank)
-    dist.init_process_group(backend, rank=rank, world_size=world)
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         config = DLRMTrialConfig.model_validate(trial_dict(device, samples, batch))
         trial = ShardedDLRMTrial(config, sharding_types=allowed_sharding_types(device))
@@ -115,20 +113,25 @@ def _sharded_worker(rank, world, port, backend, device, samples, batch, out):
         seconds = time.perf_counter() - start
         if rank == 0:
             torch.save({"row": row("", points, seconds), "plan": str(trial.plan)}, out)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    dist.barrier()
+    dist.destroy_process_group()
+    # a thread torch/fbgemm leave behind can abort a normal interpreter exit ("terminate called
+    # without an active exception") after the work is done: leave without running destructors
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def step_sharded(device: str, workers: int, samples: int, batch: int) -> dict:
     backend = "nccl" if device == "cuda" else "gloo"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "row.pt")
         torch.multiprocessing.spawn(
             _sharded_worker,
-            args=(workers, port, backend, device, samples, batch, out),
+            args=(workers, str(Path(tmp) / "store"), backend, device, samples, batch, out),
             nprocs=workers,
         )
         result = torch.load(out, weights_only=False)

@@ -6,8 +6,9 @@ single-process-format checkpoints that any world size resumes from.
 """
 
 import os
-import socket
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -57,19 +58,13 @@ SPEC = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _sharded_worker(rank, world, port, trial_dict, types, checkpoint, out_dir):
+def _sharded_worker(rank, world, store, trial_dict, types, checkpoint, out_dir):
     import torch.distributed as dist
 
     from scaler.trial.sharded import ShardedDLRMTrial
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a FileStore rendezvous: no port to race for on a shared machine
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         config = DLRMTrialConfig.model_validate(trial_dict)
         state = torch.load(checkpoint, weights_only=False) if checkpoint else None
@@ -82,15 +77,23 @@ def _sharded_worker(rank, world, port, trial_dict, types, checkpoint, out_dir):
                 torch.save(full, Path(out_dir) / "mid.pt")
         if rank == 0:
             torch.save(points, Path(out_dir) / "points.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    dist.barrier()
+    dist.destroy_process_group()
+    # a thread torch/fbgemm leave behind can abort a normal interpreter exit ("terminate called
+    # without an active exception") after the work is done: leave without running destructors
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def run_sharded(tmp_path, world=2, types=("table_wise",), checkpoint=None):
     out = Path(tempfile.mkdtemp(prefix=f"w{world}-", dir=tmp_path))
     torch.multiprocessing.spawn(
         _sharded_worker,
-        args=(world, _free_port(), TRIAL, list(types), checkpoint, str(out)),
+        args=(world, str(out / "store"), TRIAL, list(types), checkpoint, str(out)),
         nprocs=world,
     )
     return torch.load(out / "points.pt", weights_only=False), out / "mid.pt"
