@@ -120,6 +120,11 @@ class Resources(_Strict):
     cpus_per_trial: float = Field(default=1.0, gt=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
     concurrency: int = Field(default=2, ge=1)
+    # multi-worker trials (trial.workers > 1): each Ray Train worker's share; the trial's Tune
+    # function keeps cpus_per_trial (it only waits on the workers: a fraction of a CPU will do)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
+    worker_placement: Literal["pack", "spread"] = "pack"
 
 
 class Tracking(_Strict):
@@ -195,10 +200,20 @@ class Tuning(_Strict):
     seed: int = 0
 
 
+ShardingType = Literal[
+    "table_wise", "column_wise", "table_column_wise", "row_wise", "table_row_wise"
+]
+GPU_ONLY_SHARDING = ("row_wise", "table_row_wise")  # TorchRec's fused kernel on CPU lacks these
+
+
 class TrialSpec(_Strict):
     samples: int | None = Field(default=None, gt=0)  # sample budget when data is not swept
     eval_points: int = Field(default=6, ge=2)  # log-spaced evaluations per trial
     min_samples: int | None = Field(default=None, gt=0)  # first eval point (default: budget / 2^7)
+    # dlrm: processes per trial; > 1 runs a Ray Train TorchTrainer with TorchRec's
+    # DistributedModelParallel (see scaler/tune/multiworker.py)
+    workers: int = Field(default=1, ge=1)
+    sharding: list[ShardingType] | None = Field(default=None, min_length=1)  # planner's choices
 
 
 class SweepSpec(_Strict):
@@ -229,6 +244,20 @@ class SweepSpec(_Strict):
                 missing = set(self.tuning.hparams) - set(self.oracle.hparams)
                 if missing:
                     raise ValueError(f"tuning.hparams {sorted(missing)} are not in oracle.hparams")
+        return self
+
+    @model_validator(mode="after")
+    def _workers(self):
+        if self.trial.workers > 1 and self.backend != "dlrm":
+            raise ValueError(
+                f"trial.workers is {self.trial.workers}, but must be 1 for the {self.backend} backend"
+            )
+        gpu_only = sorted(set(self.trial.sharding or ()) & set(GPU_ONLY_SHARDING))
+        if gpu_only and self.resources.gpus_per_worker == 0:
+            raise ValueError(
+                f"trial.sharding has {gpu_only}, which need GPUs (resources.gpus_per_worker > 0); "
+                "on CPU (gloo) use table_wise, column_wise or table_column_wise"
+            )
         return self
 
     @field_validator("dlrm")

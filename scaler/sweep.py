@@ -12,6 +12,7 @@ import ray
 from ray import tune
 
 from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
+from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume
 from scaler.spec import SweepSpec
@@ -101,6 +102,8 @@ def run_sweep(
 ) -> SweepResult:
     storage = Path(storage or DEFAULT_STORAGE).resolve()
     storage.mkdir(parents=True, exist_ok=True)
+    init_ray(address)
+    check_shared_storage([storage])  # every node must reach it: fail now, not inside a trial
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
     tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
     parent = start_or_resume(tracker, spec, resume=resume)
@@ -127,7 +130,7 @@ def run_sweep(
             search_alg=searcher,
             scheduler=PolicyStopper(searcher.should_stop),
             num_samples=-1,
-            max_concurrent_trials=spec.resources.concurrency,
+            max_concurrent_trials=safe_concurrency(spec),  # multi-worker trials: no deadlock
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(

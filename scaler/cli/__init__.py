@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from scaler.cli import fit, query, replay, report, resume, run, ui
+from scaler.cli import fit, query, replay, report, resume, run, submit, ui
 
 
 class UsageError(Exception):
@@ -17,6 +17,7 @@ COMMANDS = {
     "fit": fit,
     "run": run,
     "resume": resume,
+    "submit": submit,
     "query": query,
     "ui": ui,
     "report": report,

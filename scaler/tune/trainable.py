@@ -55,6 +55,10 @@ def load_checkpoint() -> tuple[dict | None, Path | None]:
 
 def run_trial(config: dict, spec_json: dict) -> None:
     spec = SweepSpec.model_validate(spec_json)
+    if spec.backend == "dlrm" and spec.trial.workers > 1:
+        from scaler.tune.multiworker import run_dlrm_workers  # Ray Train + TorchRec DMP
+
+        return run_dlrm_workers(spec, config)
     state, ckpt_dir = load_checkpoint()
     if spec.backend == "oracle":
         run_oracle(spec, config, state)

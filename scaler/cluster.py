@@ -1,0 +1,151 @@
+"""Checks a sweep makes of the Ray cluster it runs on, before any trial starts.
+
+Shared storage: Tune's `storage_path` (trial checkpoints, experiment state, the multi-worker
+trainers' checkpoints; MLflow's default artifact root is inside it) must be reachable from every
+node. On a cluster where it is not, trials fail late and obscurely (a checkpoint written on one
+node that its retry on another cannot read); `check_shared_storage` finds out in a second: the
+driver writes a token there, a zero-CPU task pinned to each alive node reads it back and writes
+its own, and the driver reads those.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PROBE_DIR = ".scaler-storage-check"
+WHAT_TO_SET = (
+    "Tune's storage and MLflow's artifact root must be reachable from every node: set --storage "
+    "to a folder mounted at the same path on every node (NFS, EFS, Filestore, a ReadWriteMany "
+    "volume), or run on one node"
+)
+
+
+class StorageError(ValueError):
+    """Storage that not every node of the cluster can reach; the message says what to set."""
+
+
+def _probe(location: str, token: str, node_id: str) -> str | None:
+    """On one node: None if `location` holds the driver's token and takes a file; else why not."""
+    folder = Path(location) / PROBE_DIR
+    try:
+        seen = (folder / f"{token}.driver").read_text()
+    except OSError as exc:
+        return f"cannot read the driver's probe file there ({exc.strerror or exc})"
+    if seen != token:
+        return "sees a different file at that path"
+    try:
+        (folder / f"{token}.{node_id}").write_text(token)
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
+
+
+def check_shared_storage(locations: Sequence[str | Path], timeout: float = 120.0) -> int:
+    """Raises StorageError unless every alive node of the connected Ray cluster can read and
+    write each of `locations` (local paths, as the driver sees them). Returns the node count.
+    A single-node Ray (the driver's own machine) passes without a probe."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return len(nodes)
+    token = uuid.uuid4().hex
+    folders = []
+    for loc in locations:
+        folder = Path(loc) / PROBE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{token}.driver").write_text(token)
+        folders.append(folder)
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    try:
+        pending = {
+            (str(loc), n["NodeID"], n.get("NodeManagerAddress", "?")): probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(loc), token, n["NodeID"])
+            for loc in locations
+            for n in nodes
+        }
+        try:
+            answers = ray.get(list(pending.values()), timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise StorageError(
+                f"could not check the storage on every node within {timeout:.0f} s"
+            ) from None
+        for (loc, node_id, ip), problem in zip(pending, answers, strict=True):
+            if problem is None and not (Path(loc) / PROBE_DIR / f"{token}.{node_id}").is_file():
+                problem = "writes files there that the driver cannot see"
+            if problem:
+                raise StorageError(
+                    f"storage {loc} is not shared by every Ray node: node {node_id[:12]} ({ip}) "
+                    f"{problem}. {WHAT_TO_SET}."
+                )
+    finally:
+        for folder in folders:
+            for f in folder.glob(f"{token}.*"):
+                f.unlink(missing_ok=True)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # another sweep's probe is running there
+    log.info("storage %s reachable from all %d nodes", list(map(str, locations)), len(nodes))
+    return len(nodes)
+
+
+def safe_concurrency(spec) -> int:
+    """`resources.concurrency`, lowered where multi-worker trials could deadlock the cluster.
+
+    A multi-worker trial holds its Tune function's resources (`cpus_per_trial`, `gpus_per_trial`)
+    while its trainer waits for `workers x cpus_per_worker` (and GPUs) as one placement group. If
+    `concurrency` trial functions can take so much that no trainer fits beside them, every trial
+    waits forever. So: the largest c <= concurrency with c x per-trial + one trainer <= the
+    cluster's resources now (an autoscaling cluster may grow later; set concurrency for that
+    size and start it with enough nodes)."""
+    import ray
+
+    r, k = spec.resources, spec.trial.workers
+    if k <= 1:
+        return r.concurrency
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+
+    def fits(c: int) -> bool:
+        return (
+            c * r.cpus_per_trial + k * r.cpus_per_worker <= cpus + 1e-9
+            and c * r.gpus_per_trial + k * r.gpus_per_worker <= gpus + 1e-9
+        )
+
+    c = r.concurrency
+    while c > 1 and not fits(c):
+        c -= 1
+    need = (
+        f"cpus_per_trial {r.cpus_per_trial:g} + {k} x cpus_per_worker {r.cpus_per_worker:g} CPUs"
+        f", {r.gpus_per_trial:g} + {k} x {r.gpus_per_worker:g} GPUs"
+    )
+    if not fits(c):
+        log.warning(
+            "one %d-worker trial needs %s but the cluster has %g CPUs, %g GPUs now: trials wait "
+            "until an autoscaler adds nodes",
+            k,
+            need,
+            cpus,
+            gpus,
+        )
+    elif c < r.concurrency:
+        log.warning(
+            "resources.concurrency %d lowered to %d: with %d trials each holding %s, no trainer "
+            "would fit in the cluster's %g CPUs, %g GPUs",
+            r.concurrency,
+            c,
+            r.concurrency,
+            need,
+            cpus,
+            gpus,
+        )
+    return c
