@@ -99,9 +99,11 @@ def write_report(
 ) -> tuple[Analysis, Path]:
     """Analyse `sweep` from MLflow alone; write `out/report.md` and PNGs; log them to the sweep."""
     uri = query.resolve_uri(tracking_uri)
+    points, trials = query.points(sweep, uri), query.trials(sweep, uri)
+    points, rules_md = _tuned_view(sweep, uri, points, trials)
     an = analyze(
-        query.points(sweep, uri),
-        query.trials(sweep, uri),
+        points,
+        trials,
         bootstrap=bootstrap,
         seed=seed,
         gap_threshold=gap_threshold,
@@ -116,10 +118,41 @@ def write_report(
         plt.close(fig)
         names.append(name)
     md = out / "report.md"
-    md.write_text(markdown(sweep, an, names))
+    md.write_text(markdown(sweep, an, names) + rules_md)
     if log_to_mlflow:
         client = MlflowClient(uri)
         run_id = _parent_run_id(sweep, uri)
         for name in [*names, "report.md"]:
             client.log_artifact(run_id, str(out / name), "report")
     return an, md
+
+
+def _tuned_view(sweep: str, uri: str, points, trials):
+    """For a tuned sweep: only each scale point's best run feeds the laws (as in the live fitter),
+    and a Markdown section with the hyperparameter scaling rules.  Untuned sweeps pass through."""
+    if "point" not in trials or not trials["point"].notna().any():
+        return points, ""
+    done = trials[
+        (trials["status"] == "completed") & (trials["samples"] == trials["samples_budget"])
+    ]
+    best = done.loc[done.groupby("point")["loss"].idxmin(), "trial_id"]
+    tuned = trials.loc[trials["point"].notna(), "trial_id"]
+    keep = points["trial_id"].isin(best) | ~points["trial_id"].isin(tuned)
+    lines = ["", "## Hyperparameter scaling rules  h*(N) = a·N^-b  (each point's best run)", ""]
+    lines += [
+        "| hyperparameter | a | a 95% CI | b | b 95% CI | points |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in query.hparam_rules(sweep, uri).items():
+        lines.append(
+            f"| {name} | {r.a:.4g} | [{r.a_ci[0]:.4g}, {r.a_ci[1]:.4g}] | {r.b:.4g} "
+            f"| [{r.b_ci[0]:.4g}, {r.b_ci[1]:.4g}] | {r.n_points} |"
+        )
+    spread = done.groupby("point")["loss"].agg(["count", "min", "max"])
+    lines += [
+        "",
+        f"Tuned points: {len(spread)}; median spread (worst - best final loss): "
+        f"{(spread['max'] - spread['min']).median():.4g}",
+        "",
+    ]
+    return points[keep], "\n".join(lines)

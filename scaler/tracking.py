@@ -128,6 +128,23 @@ class SweepTracker:
             filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
             max_results=1,
         )
+        if not runs:
+            # A driver killed between starting a trial and Tune's next experiment checkpoint
+            # leaves a RUNNING run whose trial id the resumed sweep never knew; the resumed
+            # searcher proposes the same config again under a new id.  Adopt that run.
+            runs = self.client.search_runs(
+                [self.experiment_id()],
+                filter_string=(
+                    f"tags.`scaler.config_hash` = '{config_hash(config)}' and "
+                    f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
+                    "attributes.status = 'RUNNING'"
+                ),
+                max_results=1,
+            )
+            if runs:
+                old_id = runs[0].data.tags.get(TRIAL_TAG, "")
+                self.client.set_tag(runs[0].info.run_id, "scaler.previous_trial_id", old_id)
+                self.client.set_tag(runs[0].info.run_id, TRIAL_TAG, trial_id)
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))

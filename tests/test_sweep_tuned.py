@@ -68,3 +68,16 @@ def test_tuned_dlrm_sweep_runs_end_to_end(tmp_path, ray_local):
     assert trials["point"].nunique() == len(spec.axes.param_grid())
     assert (trials.groupby("point").size() == spec.tuning.trials_per_point).all()
     assert {"hparam.train.dense_lr", "hparam.train.sparse_lr"} <= set(trials.columns)
+
+
+def test_report_of_a_tuned_sweep_shows_the_rules(tmp_path, ray_local):
+    from scaler.report import write_report
+    from scaler.sweep import run_sweep
+
+    spec = parse_spec(
+        {**SPEC, "name": "tuned-report", "tuning": {**SPEC["tuning"], "trials_per_point": 3}}
+    )
+    result = run_sweep(spec, storage=tmp_path / "runs", final_bootstrap=0)
+    _, md = write_report("tuned-report", tmp_path / "out", result.tracking_uri, bootstrap=20)
+    text = md.read_text()
+    assert "Hyperparameter scaling rules" in text and "| lr |" in text
