@@ -111,9 +111,49 @@ class Budget(_Strict):
         return self
 
 
+class TargetPoint(_Strict):
+    """A (model size, sample count) whose loss the law is for; `params` is the parameter count
+    (oracle: n_params), omitted when the sweep scales data only."""
+
+    params: PositiveFloat | None = None
+    samples: PositiveFloat
+
+
+class Target(_Strict):
+    """What the law is for, usually 10-100x beyond what the sweep trains (give one):
+
+    points:   the loss at given (params, samples)
+    compute:  the compute-optimal loss at C training FLOPs (N*, D* of the current fit)
+    frontier: the compute-optimal frontier from the largest trained compute up to C FLOPs
+    """
+
+    points: list[TargetPoint] | None = Field(default=None, min_length=1)
+    compute: PositiveFloat | None = None
+    frontier: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("points", "compute", "frontier") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of points, compute, frontier, got {given or 'none'}"
+            )
+        return self
+
+
 class Policy(_Strict):
-    name: Literal["grid", "random"] = "grid"
+    """Which trial runs next (scaler/allocation): `grid`, `random`, `halving` (successive halving
+    along the data axis) or `adaptive` (law-aware: most information about `target` per FLOP)."""
+
+    name: Literal["grid", "random", "halving", "adaptive"] = "grid"
     seed: int = 0
+    eta: int = Field(default=3, ge=2)  # halving: promote the best 1/eta of each rung
+    # adaptive: the prediction to make certain (default: 10x beyond the largest trial on every
+    # axis); stop the sweep when its relative sd is below `tolerance`; stop a running trial when
+    # its remaining eval points are worth < stop_ratio x the best candidate's gain per FLOP
+    target: Target | None = None
+    tolerance: PositiveFloat | None = None
+    stop_ratio: float = Field(default=0.1, ge=0)
 
 
 class Resources(_Strict):
@@ -244,6 +284,15 @@ class SweepSpec(_Strict):
                 missing = set(self.tuning.hparams) - set(self.oracle.hparams)
                 if missing:
                     raise ValueError(f"tuning.hparams {sorted(missing)} are not in oracle.hparams")
+        return self
+
+    @model_validator(mode="after")
+    def _tuned_policy(self):
+        if self.tuning is not None and self.policy.name not in ("grid", "random"):
+            raise ValueError(
+                f"policy.name is {self.policy.name!r}, but a tuned sweep (tuning:) takes grid or "
+                "random: its points are chosen before their studies finish"
+            )
         return self
 
     @model_validator(mode="after")

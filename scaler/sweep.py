@@ -11,12 +11,21 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
+from scaler.allocation import (
+    Candidate,
+    Design,
+    Ledger,
+    TunedPolicy,
+    build_candidates,
+    make_policy,
+)
+from scaler.allocation._targets import build_target
 from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
+from scaler.trial.oracle import eval_schedule
 from scaler.tune.callbacks import SweepCallback
 from scaler.tune.scheduler import PolicyStopper
 from scaler.tune.searcher import PolicySearcher
@@ -65,10 +74,40 @@ def make_searcher(spec: SweepSpec) -> PolicySearcher:
         flops_limit=spec.budget.flops,
         device_seconds_limit=spec.budget.device_hours * 3600 if spec.budget.device_hours else None,
     )
-    policy = make_policy(spec.policy.name, candidates, spec.policy.seed)
+    policy = make_policy(
+        spec.policy.name, candidates, spec.policy.seed, **policy_options(spec, candidates)
+    )
     if spec.tuning is not None:
         policy = TunedPolicy(policy, spec.tuning, n_params_fn(spec))
     return PolicySearcher(policy, ledger)
+
+
+def live_design(spec: SweepSpec, candidates: list[Candidate]) -> Design:
+    """What a live trial observes: every point of its eval schedule, at its model's size (the
+    law has a parameter axis only when the sweep varies the model)."""
+    n_params = n_params_fn(spec)
+    sizes = {c.params: n_params(c) for c in candidates}
+    t = spec.trial
+    return Design(
+        size_of=(lambda c: sizes[c.params]) if len(set(sizes.values())) > 1 else None,
+        schedule=lambda samples: eval_schedule(samples, t.eval_points, t.min_samples),
+    )
+
+
+def policy_options(spec: SweepSpec, candidates: list[Candidate]) -> dict:
+    """Keyword arguments of the spec's policy (each policy takes the ones it knows)."""
+    p = spec.policy
+    design = live_design(spec, candidates)
+    target = None
+    if p.name == "adaptive" and p.target is not None:
+        target = build_target(p.target, candidates, design)
+    return {
+        "design": design,
+        "eta": p.eta,
+        "target": target,
+        "tolerance": p.tolerance,
+        "stop_ratio": p.stop_ratio,
+    }
 
 
 def n_params_fn(spec: SweepSpec) -> Callable[[Candidate], float]:
@@ -102,6 +141,7 @@ def run_sweep(
 ) -> SweepResult:
     storage = Path(storage or DEFAULT_STORAGE).resolve()
     storage.mkdir(parents=True, exist_ok=True)
+    searcher = make_searcher(spec)  # a bad target fails here, before anything is recorded
     init_ray(address)
     check_shared_storage([storage])  # every node must reach it: fail now, not inside a trial
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
@@ -110,7 +150,6 @@ def run_sweep(
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(CHECKPOINT_S))  # fresh state to resume
 
     init_ray(address)
-    searcher = make_searcher(spec)
     fitter = OnlineFitter(seed=spec.seed)
     callback = SweepCallback(
         tracker,
@@ -118,6 +157,7 @@ def run_sweep(
         final_bootstrap=final_bootstrap,
         progress=progress,
         ledger_of=lambda: searcher.ledger,
+        allocation_of=searcher.allocation_record,
     )
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     trainable = tune.with_resources(

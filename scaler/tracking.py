@@ -199,6 +199,23 @@ class SweepTracker:
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self.parent_run_id, figure, path)
 
+    def log_allocation(self, record: dict, step: int, timestamp_ms: int) -> None:
+        """The allocation record after a refit (see SweepCallback._log_allocation)."""
+        values = {
+            "budget.fraction_spent": record["fraction_spent"],
+            "budget.flops_spent": record["flops_spent"],
+        }
+        decision = record.get("decision") or {}
+        if decision.get("target_rel_sd") is not None:
+            values["alloc.target_rel_sd"] = decision["target_rel_sd"]
+        if decision.get("top"):
+            values["alloc.best_gain_per_flop"] = decision["top"][0]["gain_per_cost"]
+        finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
+        self.log_sweep_metrics(finite, step, timestamp_ms)
+        self.client.log_dict(self.parent_run_id, record, "allocation/latest.json")
+        if record.get("new_decision", True):
+            self.client.log_dict(self.parent_run_id, record, f"allocation/step_{step:05d}.json")
+
     def log_sweep_metrics(self, values: dict[str, float], step: int, timestamp_ms: int) -> None:
         metrics = [Metric(k, float(v), timestamp_ms, step) for k, v in values.items()]
         self.client.log_batch(self.parent_run_id, metrics=metrics)

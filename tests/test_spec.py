@@ -58,6 +58,26 @@ def test_oracle_spec_ships_and_loads():
             "resources.concurrency: must be >= 1",
         ),
         (lambda d: d.update(name="has space"), "name:"),
+        (lambda d: d.update(policy={"name": "bandit"}), "policy.name:"),
+        (lambda d: d.update(policy={"name": "halving", "eta": 1}), "policy.eta: must be >= 2"),
+        (
+            lambda d: d.update(policy={"name": "adaptive", "target": {}}),
+            "policy.target: give exactly one of points, compute, frontier",
+        ),
+        (
+            lambda d: d.update(policy={"name": "adaptive", "target": {"compute": -1}}),
+            "policy.target.compute: must be > 0, got -1",
+        ),
+        (
+            lambda d: d.update(
+                policy={"name": "adaptive", "target": {"points": [{"params": 1e9}]}}
+            ),
+            "policy.target.points[0].samples: required key is missing",
+        ),
+        (
+            lambda d: d.update(policy={"name": "adaptive", "tolerance": 0}),
+            "policy.tolerance: must be > 0, got 0",
+        ),
     ],
 )
 def test_bad_spec_error_names_key_path_and_bound(change, message):

@@ -17,9 +17,17 @@ from scaler.cli.fit import axis_values, loss_values, read_csv
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="replay an allocation policy on a recorded pool of points")
-    p.add_argument("pool", help="CSV with one point per row")
-    p.add_argument("--x", required=True, help="axis column(s) as in `scaler fit` (N,D or D)")
-    p.add_argument("--y", required=True, help="loss column")
+    p.add_argument("pool", nargs="?", help="CSV with one point per row (or --from-sweep)")
+    p.add_argument(
+        "--from-sweep",
+        metavar="NAME",
+        help="replay a recorded sweep: its eval points from MLflow are the pool (columns params, "
+        "samples, loss, flops, trial_id; defaults --x params,samples --y loss --cost flops "
+        "--run trial_id)",
+    )
+    p.add_argument("--tracking-uri", help="MLflow tracking URI of --from-sweep")
+    p.add_argument("--x", help="axis column(s) as in `scaler fit` (N,D or D)")
+    p.add_argument("--y", help="loss column")
     p.add_argument(
         "--cost", default=None, help="cost column or expression, or 6ND (default: 6ND with 2 axes)"
     )
@@ -53,26 +61,55 @@ def _costs(df: pd.DataFrame, spec: str | None, x: np.ndarray, path: str) -> np.n
     return cost
 
 
+def sweep_pool(name: str, tracking_uri: str | None) -> pd.DataFrame:
+    """A recorded sweep's eval points as a pool: one row per point of every trial the fit used
+    (diverged and failed trials are left out, as they are from the fit)."""
+    from scaler.query import points
+
+    df = points(name, tracking_uri=tracking_uri)
+    if df.empty:
+        raise ValueError(f"--from-sweep {name}: the sweep has no eval points")
+    df = df[df["excluded"].fillna("") == ""]
+    return df[df["loss"] > 0].reset_index(drop=True)
+
+
+def _pool_frame(args) -> tuple[pd.DataFrame, str]:
+    """The pool's rows and how errors name it; --from-sweep fills in the column defaults."""
+    if (args.pool is None) == (args.from_sweep is None):
+        raise ValueError("give a POOL.csv or --from-sweep NAME (one of them)")
+    if args.pool is not None:
+        if args.x is None or args.y is None:
+            raise ValueError("--x and --y are required with a POOL.csv")
+        return read_csv(args.pool), args.pool
+    df = sweep_pool(args.from_sweep, args.tracking_uri)
+    if args.x is None:
+        args.x = "params,samples" if df["params"].nunique() > 1 else "samples"
+    args.y = args.y or "loss"
+    args.cost = args.cost or "flops"
+    args.run = args.run or "trial_id"
+    return df, f"sweep {args.from_sweep}"
+
+
 def load(args):
     """(pool, target x, target y) from the arguments; every bad input a clear error."""
     if not 0 < args.budget <= 1:
         raise ValueError(f"--budget is {args.budget}, but must be in (0, 1]")
     if args.seeds < 1:
         raise ValueError(f"--seeds is {args.seeds}, but must be >= 1")
+    df, where = _pool_frame(args)
     specs = [parse_named(s) for s in split_top_level(args.x)]
     if len(specs) not in (1, 2):
         raise ValueError(f"--x takes 1 or 2 axes, got {len(specs)}")
-    df = read_csv(args.pool)
-    x = axis_values(df, specs, args.pool)
-    y = loss_values(df, args.y, args.pool)
+    x = axis_values(df, specs, where)
+    y = loss_values(df, args.y, where)
     bad = np.flatnonzero(~(y > 0) | ~np.isfinite(y))
     if len(bad):
-        raise ValueError(f"{args.pool}: --y must be > 0, got {y[bad[0]]} at row {bad[0] + 1}")
-    cost = _costs(df, args.cost, x, args.pool)
+        raise ValueError(f"{where}: --y must be > 0, got {y[bad[0]]} at row {bad[0] + 1}")
+    cost = _costs(df, args.cost, x, where)
     run = None
     if args.run is not None:
         if args.run not in df.columns:
-            raise ValueError(f"{args.pool}: no --run column {args.run!r}")
+            raise ValueError(f"{where}: no --run column {args.run!r}")
         run = df[args.run].astype(str).to_numpy()
     if args.target is not None:
         tdf = read_csv(args.target)

@@ -37,6 +37,7 @@ class Progress:
     def __init__(self, stream=sys.stdout):
         self.stream = stream
         self.start = time.time()
+        self.last_decision: dict | None = None
 
     def __call__(self, info: dict) -> None:
         report = info["report"]
@@ -50,6 +51,32 @@ class Progress:
             file=self.stream,
             flush=True,
         )
+        decision = info.get("decision")
+        if decision and decision != self.last_decision:
+            self.last_decision = decision
+            print(f"           {describe_decision(decision)}", file=self.stream, flush=True)
+
+
+def describe_decision(d: dict) -> str:
+    """One line for an adaptive decision: the target's uncertainty, what runs next and why."""
+    sd = d.get("target_rel_sd")
+    head = f"allocation: target rel. sd {100 * sd:.2f}%" if sd is not None else "allocation:"
+    if d.get("stop"):
+        return f"{head}; sweep stops: {d['stop']}"
+    chosen = d.get("chosen") or {}
+    what = ", ".join(f"{k}={v:g}" for k, v in chosen.get("params", {}).items())
+    what = (
+        f"{what}, samples={chosen.get('samples', 0):g}"
+        if what
+        else f"samples={chosen.get('samples', 0):g}"
+    )
+    top = d.get("top") or []
+    gain = (
+        f" (gain/FLOP {top[0]['gain_per_cost']:.3g}, {len(top)} best shown in MLflow)"
+        if top
+        else ""
+    )
+    return f"{head}; next {what}{gain}"
 
 
 def _short(name: str, law) -> str:

@@ -7,6 +7,7 @@ restored by `Tuner.restore`; runs are also found again by tag, so nothing is log
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -51,12 +52,15 @@ class SweepCallback(Callback):
         final_bootstrap: int = 200,
         progress: Callable[[dict], None] | None = None,
         ledger_of: Callable[[], object] | None = None,
+        allocation_of: Callable[[], dict] | None = None,
     ):
         self.tracker = tracker
         self.fitter = fitter
         self.final_bootstrap = final_bootstrap
         self.progress = progress
         self.ledger_of = ledger_of
+        self.allocation_of = allocation_of  # the searcher's allocation record, logged per refit
+        self.last_decision: str | None = None  # the latest decision logged (JSON)
         self.runs: dict[str, str] = {}  # trial id -> MLflow run id
         self.logged: dict[str, set[int]] = {}  # trial id -> steps already in MLflow
         self.completed = 0
@@ -82,6 +86,8 @@ class SweepCallback(Callback):
             self.tracker.log_fit(e["summary"], e["step"], e["ts"])
         elif kind == "sweep_metrics":
             self.tracker.log_sweep_metrics(e["values"], e["step"], e["ts"])
+        elif kind == "allocation":
+            self.tracker.log_allocation(e["record"], e["step"], e["ts"])
         elif kind == "end_sweep":
             self.tracker.end_sweep(e["status"])
         else:
@@ -129,6 +135,7 @@ class SweepCallback(Callback):
         report = self.fitter.refit()
         now = int(time.time() * 1000)
         self.outbox.submit("fit", {"summary": report.summary(), "step": self.completed, "ts": now})
+        self._log_allocation(now)
         self._show(trials, trial, report)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -160,6 +167,17 @@ class SweepCallback(Callback):
             )
         self._plot(report)
 
+    def _log_allocation(self, now: int) -> None:
+        """Per refit: the budget spent per axis and the policy's latest decision (the expected
+        gain per FLOP of its best candidates), as `allocation/*.json` and `alloc.*` metrics."""
+        if self.allocation_of is None:
+            return
+        record = self.allocation_of()
+        decision = json.dumps(record["decision"], sort_keys=True, default=str)
+        record["new_decision"] = decision != self.last_decision
+        self.last_decision = decision
+        self.outbox.submit("allocation", {"record": record, "step": self.completed, "ts": now})
+
     def _end_trial(self, trial, status: str, reason: str | None) -> None:
         event = {"trial_id": trial.trial_id, "config": trial.config}
         self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
@@ -180,6 +198,7 @@ class SweepCallback(Callback):
                 "pending": others.count("PENDING"),
                 "budget": ledger.fraction_spent() if ledger is not None else math.nan,
                 "report": report,
+                "decision": self.allocation_of()["decision"] if self.allocation_of else None,
             }
         )
 
@@ -202,6 +221,7 @@ class SweepCallback(Callback):
             "parent_run_id": self.tracker.parent_run_id,
             "reached": dict(self.reached),
             "outbox": list(self.outbox.pending),
+            "last_decision": self.last_decision,
         }
 
     def set_state(self, state: dict) -> None:
@@ -212,3 +232,4 @@ class SweepCallback(Callback):
         self.tracker.parent_run_id = state["parent_run_id"]
         self.reached = dict(state.get("reached", {}))
         self.outbox.pending.extend(state.get("outbox", []))
+        self.last_decision = state.get("last_decision")

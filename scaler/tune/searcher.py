@@ -24,13 +24,17 @@ class PolicySearcher(Searcher):
         self.policy = policy
         self.ledger = ledger
         self.assigned: dict[str, Candidate] = {}
+        self.spent: dict[str, float] = {}  # trial id -> FLOPs (estimate while it runs)
 
     def suggest(self, trial_id: str):
         candidate = self.policy.propose(self.ledger)
         if candidate is None:
-            return Searcher.FINISHED
+            # None: Tune asks again after the next result (halving waits for a rung to fill,
+            # adaptive for the law to move); FINISHED: the policy has nothing more to run
+            return None if self.policy.waiting(self.ledger) else Searcher.FINISHED
         self.ledger.start(trial_id, candidate.flops)
         self.assigned[trial_id] = candidate
+        self.spent[trial_id] = candidate.flops
         return candidate.config()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -49,6 +53,33 @@ class PolicySearcher(Searcher):
             self.policy.on_complete(trial_id, self.assigned[trial_id], None if error else result)
         result = result or {}
         self.ledger.finish(trial_id, result.get("flops"), result.get("device_seconds"))
+        if result.get("flops") is not None:
+            self.spent[trial_id] = float(result["flops"])
+
+    def spent_per_axis(self) -> dict[str, dict[str, float]]:
+        """FLOPs spent (running trials: their estimate) per value of each axis: where the
+        budget went, for the allocation record in MLflow."""
+        out: dict[str, dict[str, float]] = {}
+        for trial_id, flops in self.spent.items():
+            c = self.assigned[trial_id]
+            axes = [*c.params, ("samples", c.samples)]
+            if c.compute is not None:
+                axes.append(("compute", c.compute))
+            for axis, value in axes:
+                by_value = out.setdefault(axis, {})
+                by_value[f"{value:g}"] = by_value.get(f"{value:g}", 0.0) + flops
+        return out
+
+    def allocation_record(self) -> dict:
+        """Where the budget went and the policy's latest decision (None for grid/random)."""
+        return {
+            "policy": self.policy.name,
+            "fraction_spent": self.ledger.fraction_spent(),
+            "flops_spent": self.ledger.spent_flops,
+            "flops_running": sum(self.ledger.running.values()),
+            "spent_per_axis": self.spent_per_axis(),
+            "decision": self.policy.explain(),
+        }
 
     # --- state ----------------------------------------------------------------------------
     def get_state(self) -> dict:
@@ -56,12 +87,14 @@ class PolicySearcher(Searcher):
             "policy": self.policy.state_dict(),
             "ledger": self.ledger,
             "assigned": self.assigned,
+            "spent": self.spent,
         }
 
     def set_state(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
         self.ledger = state["ledger"]
         self.assigned = state["assigned"]
+        self.spent = state.get("spent", {})
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
