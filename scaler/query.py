@@ -142,6 +142,16 @@ def points(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
     return df.sort_values(["trial_id", "samples"], ignore_index=True)
 
 
+def fitted_points(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The eval points the fit uses: `points` without excluded (diverged, failed) trials and
+    non-positive losses — the pool `scaler replay --from-sweep` chooses from."""
+    df = points(sweep, tracking_uri)
+    if df.empty:
+        raise ValueError(f"sweep {sweep!r} has no eval points")
+    df = df[(df["excluded"].fillna("") == "") & (df["loss"] > 0)]
+    return df.reset_index(drop=True)
+
+
 def laws(sweep: str, tracking_uri: str | None = None) -> dict[str, Law]:
     """The latest fitted laws of a sweep, rebuilt from its `laws/latest.json` artifact."""
     client = _client(tracking_uri)

@@ -61,18 +61,6 @@ def _costs(df: pd.DataFrame, spec: str | None, x: np.ndarray, path: str) -> np.n
     return cost
 
 
-def sweep_pool(name: str, tracking_uri: str | None) -> pd.DataFrame:
-    """A recorded sweep's eval points as a pool: one row per point of every trial the fit used
-    (diverged and failed trials are left out, as they are from the fit)."""
-    from scaler.query import points
-
-    df = points(name, tracking_uri=tracking_uri)
-    if df.empty:
-        raise ValueError(f"--from-sweep {name}: the sweep has no eval points")
-    df = df[df["excluded"].fillna("") == ""]
-    return df[df["loss"] > 0].reset_index(drop=True)
-
-
 def _pool_frame(args) -> tuple[pd.DataFrame, str]:
     """The pool's rows and how errors name it; --from-sweep fills in the column defaults."""
     if (args.pool is None) == (args.from_sweep is None):
@@ -81,7 +69,9 @@ def _pool_frame(args) -> tuple[pd.DataFrame, str]:
         if args.x is None or args.y is None:
             raise ValueError("--x and --y are required with a POOL.csv")
         return read_csv(args.pool), args.pool
-    df = sweep_pool(args.from_sweep, args.tracking_uri)
+    from scaler.query import fitted_points
+
+    df = fitted_points(args.from_sweep, args.tracking_uri)
     if args.x is None:
         args.x = "params,samples" if df["params"].nunique() > 1 else "samples"
     args.y = args.y or "loss"
