@@ -84,3 +84,14 @@ def test_frontier_rejects_nonpositive_budget():
     p = JointLawParams(E=1.8, A=480.0, alpha=0.35, B=2100.0, beta=0.37)
     with pytest.raises(ValueError, match="must be > 0"):
         compute_frontier(p, [1e20, -1])
+
+
+@pytest.mark.parametrize(
+    "a, b, n, d", [(0.0, 2100.0, 0.0, np.inf), (480.0, 0.0, np.inf, 0.0)], ids=["A=0", "B=0"]
+)
+def test_frontier_of_a_vanished_term_runs_to_the_edge_without_nan(a, b, n, d):
+    p = JointLawParams(E=1.8, A=a, alpha=0.35, B=b, beta=0.37)
+    with np.errstate(all="raise"):  # and without a floating-point warning
+        f = compute_frontier(p, np.array([1e21, 1e23]))
+    assert (f.N == n).all() and (f.D == d).all()
+    np.testing.assert_allclose(f.L, 1.8)  # the limit: the other term vanishes too

@@ -368,15 +368,21 @@ class JointLaw(Law):
 
 
 def compute_frontier(p: JointLawParams, C, k: float = 6.0) -> Frontier:
-    """Minimise A N^-alpha + B D^-beta subject to k N D = C (closed form)."""
+    """Minimise A N^-alpha + B D^-beta subject to k N D = C (closed form).
+
+    A vanished term (A alpha = 0: parameters do not pay; B beta = 0: data does not pay) sends the
+    optimum to the edge: N* = 0 and D* = inf (or the reverse), and L* is the limit, E plus the
+    other term's limit; callers that need finite sizes clamp (scaler.analysis.clamped_frontier)."""
     if k <= 0:
         raise ValueError(f"k is {k}, but must be > 0")
     C = np.asarray(C, dtype=float)
     if np.any(C <= 0):
         raise ValueError("compute budget C must be > 0")
     s = p.alpha + p.beta
-    G = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / s)
-    n_opt = G * (C / k) ** (p.beta / s)
-    d_opt = (C / k) / n_opt
-    loss = p.E + p.A * n_opt ** (-p.alpha) + p.B * d_opt ** (-p.beta)
-    return Frontier(C=C, N=n_opt, D=d_opt, L=loss)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        G = (np.float64(p.alpha * p.A) / (p.beta * p.B)) ** (1.0 / s)
+        n_opt = G * (C / k) ** (p.beta / s)
+        d_opt = (C / k) / n_opt
+        n_term = p.A * n_opt ** (-p.alpha) if p.A * p.alpha > 0 else np.zeros_like(C)
+        d_term = p.B * d_opt ** (-p.beta) if p.B * p.beta > 0 else np.zeros_like(C)
+    return Frontier(C=C, N=n_opt, D=d_opt, L=p.E + n_term + d_term)
