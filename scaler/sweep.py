@@ -148,6 +148,8 @@ def run_sweep(
     tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
     parent = start_or_resume(tracker, spec, resume=resume)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(CHECKPOINT_S))  # fresh state to resume
+    # our progress line replaces Tune's; its new output engine prints a banner even at verbose=0
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     init_ray(address)
     fitter = OnlineFitter(seed=spec.seed)
