@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 import scaler
 from tests.faults.helpers import kill_group, start, wait_for, write_spec
 
@@ -87,3 +89,56 @@ def test_trial_worker_sigkill_retries_from_checkpoint_in_same_run(tmp_path):
     mine = points[points["trial_id"] == trial_id].sort_values("samples")
     assert mine["samples"].tolist() == samples
     assert len(points) == 2 * EVAL_POINTS and not points[["trial_id", "samples"]].duplicated().any()
+
+
+@pytest.mark.slow
+def test_trial_worker_killed_past_the_retry_limit_is_failed_and_excluded(tmp_path):
+    """Every attempt's worker is SIGKILLed after it reports a point: after FailureConfig's 2
+    retries the trial is failed with the reason, left out of the fit, and the sweep goes on."""
+    spec = write_spec(
+        tmp_path / "slow.yaml",
+        name="faults-worker-limit",
+        oracle={
+            "law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28},
+            "delay_seconds": 1.0,
+        },
+        trial={"eval_points": 8},
+        axes={"params": {"n_params": [1.0e6, 1.0e7]}, "data": [1.0e7]},
+        budget={"trials": 2},
+        resources={"cpus_per_trial": 0.5, "concurrency": 1},
+    )
+    storage = tmp_path / "runs"
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    log = tmp_path / "run.log"
+    experiment = storage / "faults-worker-limit"
+    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
+    try:
+        trial_id, pid, _ = _kill_mid_trial(experiment, proc, timeout=120)
+        killed = [pid]
+        (trial_dir,) = experiment.glob(f"run_trial_{trial_id}_*")
+        deadline = time.time() + 120
+        while len(killed) < 3:  # the first attempt and both retries
+            assert time.time() < deadline, f"retry {len(killed)} never reported:\n{log.read_text()}"
+            results = _results(trial_dir)
+            if results and results[-1]["pid"] not in killed and not results[-1]["done"]:
+                killed.append(results[-1]["pid"])
+                os.kill(killed[-1], signal.SIGKILL)
+            time.sleep(0.1)
+        wait_for(log, "2 trials (1 failed)", proc, timeout=120)
+        proc.wait(timeout=60)
+    finally:
+        kill_group(proc)
+
+    trials = scaler.trials("faults-worker-limit", tracking_uri=uri).set_index("trial_id")
+    assert len(trials) == 2 and trials["run_id"].is_unique
+    assert trials.loc[trial_id, "status"] == "failed"
+    reason = trials.loc[trial_id, "excluded"]
+    # one line naming what happened, not Ray's page of advice
+    assert reason.startswith(f"failed: the trial's worker process (pid {killed[-1]}) died"), reason
+    assert "\n" not in reason and len(reason) < 200, reason
+    other = trials.drop(index=trial_id)
+    assert (other["status"] == "completed").all() and (other["excluded"] == "").all()
+    points = scaler.points("faults-worker-limit", tracking_uri=uri)
+    mine = points[points["trial_id"] == trial_id]
+    assert len(mine) >= 3 and (mine["excluded"] != "").all()  # one point per attempt at least
+    assert not points[["trial_id", "samples"]].duplicated().any()
