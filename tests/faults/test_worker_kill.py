@@ -142,3 +142,24 @@ def test_trial_worker_killed_past_the_retry_limit_is_failed_and_excluded(tmp_pat
     mine = points[points["trial_id"] == trial_id]
     assert len(mine) >= 3 and (mine["excluded"] != "").all()  # one point per attempt at least
     assert not points[["trial_id", "samples"]].duplicated().any()
+
+
+def test_worker_death_reason_is_one_line_from_the_last_failure():
+    from scaler.tune.callbacks import _worker_died
+
+    def failure(n: int, pid: int) -> str:
+        return (
+            f"Failure # {n} (occurred at 2026-11-28_13-13-04)\n"
+            "The actor died unexpectedly before finishing this task.\n"
+            f"\tclass_name: ImplicitFunc\n\tpid: {pid}\n\tip: 10.0.0.2\n"
+            "The actor is dead because its worker process has died. Worker exit type: "
+            "SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error "
+            "code 2. End of file. Some common causes include: (1) the process was killed by ...\n"
+        )
+
+    text = failure(1, 11) + failure(2, 22) + failure(3, 33)
+    assert _worker_died(text) == (
+        "the trial's worker process (pid 33) died: "
+        "Worker unexpectedly exits with a connection error code 2"
+    )
+    assert _worker_died("Failure # 1\nRuntimeError: injected failure") is None
