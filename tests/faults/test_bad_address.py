@@ -65,3 +65,24 @@ def test_submit_with_dead_or_wrong_address_fails_fast_naming_it(tmp_path):
     assert out.returncode == 2, out.stderr[-3000:]
     assert url in _one_error_line(out, "submit")
     assert not list(tmp_path.glob("**/mlflow.db"))
+
+
+def test_address_checks_in_process():
+    import socket
+
+    from scaler.cluster import AddressError, check_dashboard_address, check_ray_address
+
+    for bad in ["nonsense", "127.0.0.1:http", "127.0.0.1:70000"]:
+        with pytest.raises(AddressError, match=f"^--address {bad}: expected HOST:PORT$"):
+            check_ray_address(bad)
+    check_ray_address("local")  # Ray starts a local one: nothing to probe
+    check_dashboard_address("ray://head:10001")  # left to Ray's job client
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}")  # takes connections: up to ray.init now
+        check_ray_address(f"ray://127.0.0.1:{port}")
+        check_dashboard_address(f"127.0.0.1:{port}")  # HTTP, as Ray's job client reads it
+    with pytest.raises(AddressError, match=rf"ray://127.0.0.1:{port}: no Ray client server"):
+        check_ray_address(f"ray://127.0.0.1:{port}")
