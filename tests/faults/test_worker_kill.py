@@ -23,18 +23,24 @@ def _results(trial_dir: Path) -> list[dict]:
     path = trial_dir / "result.json"
     if not path.exists():
         return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    results = []
+    for line in path.read_text().splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:  # the line Tune is writing right now
+            break
+    return results
 
 
-def _kill_mid_trial(experiment: Path, proc, timeout: float) -> tuple[str, int, int]:
-    """Once a trial has reported 2 eval points (each with its checkpoint), SIGKILL the process
-    that reported them. Returns (trial id, the killed pid, points reported before the kill)."""
+def _kill_mid_trial(experiment: Path, proc, timeout: float, points: int) -> tuple[str, int, int]:
+    """Once a trial has reported 2 of its `points` eval points (each with its checkpoint), SIGKILL
+    the process that reported them. Returns (trial id, the killed pid, points reported before)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, "the sweep ended before a trial could be killed"
         for trial_dir in experiment.glob("run_trial_*"):
             results = _results(trial_dir)
-            if len(results) >= 2 and not results[-1]["done"]:
+            if 2 <= len(results) < points:  # mid-trial (Tune reuses a finished trial's actor)
                 pid = results[-1]["pid"]
                 os.kill(pid, signal.SIGKILL)  # the Ray worker (Tune's trial actor) itself
                 return results[-1]["trial_id"], pid, len(results)
@@ -60,7 +66,9 @@ def test_trial_worker_sigkill_retries_from_checkpoint_in_same_run(tmp_path):
     log = tmp_path / "run.log"
     proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
     try:
-        trial_id, killed, before = _kill_mid_trial(storage / "faults-worker", proc, timeout=120)
+        trial_id, killed, before = _kill_mid_trial(
+            storage / "faults-worker", proc, timeout=120, points=EVAL_POINTS
+        )
         wait_for(log, "2 trials (0 failed)", proc, timeout=120)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
@@ -113,14 +121,14 @@ def test_trial_worker_killed_past_the_retry_limit_is_failed_and_excluded(tmp_pat
     experiment = storage / "faults-worker-limit"
     proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
     try:
-        trial_id, pid, _ = _kill_mid_trial(experiment, proc, timeout=120)
+        trial_id, pid, _ = _kill_mid_trial(experiment, proc, timeout=120, points=8)
         killed = [pid]
         (trial_dir,) = experiment.glob(f"run_trial_{trial_id}_*")
         deadline = time.time() + 120
         while len(killed) < 3:  # the first attempt and both retries
             assert time.time() < deadline, f"retry {len(killed)} never reported:\n{log.read_text()}"
             results = _results(trial_dir)
-            if results and results[-1]["pid"] not in killed and not results[-1]["done"]:
+            if results and results[-1]["pid"] not in killed and len(results) < 8:
                 killed.append(results[-1]["pid"])
                 os.kill(killed[-1], signal.SIGKILL)
             time.sleep(0.1)
