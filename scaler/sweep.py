@@ -12,7 +12,7 @@ import ray
 from ray import tune
 
 from scaler.allocation import Candidate, Ledger, TunedPolicy, build_candidates, make_policy
-from scaler.cluster import AddressError, check_ray_address, check_shared_storage, safe_concurrency
+from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume
 from scaler.spec import SweepSpec
@@ -85,6 +85,8 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
+        from scaler.cluster import AddressError, check_ray_address
+
         check_ray_address(address)  # a dead address: one line in seconds, not Ray's retries
         try:
             ray.init(address=address, log_to_driver=False)
