@@ -149,3 +149,88 @@ def safe_concurrency(spec) -> int:
             gpus,
         )
     return c
+
+
+# --- cluster addresses --------------------------------------------------------------------
+ADDRESS_TIMEOUT_S = 5.0  # a cluster that does not take a TCP connection by then is not there
+
+
+class AddressError(ValueError):
+    """A `--address` with no Ray cluster behind it; the message names the flag and what was tried."""
+
+
+def _host_port(address: str, default_port: int | None) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        port = parts.port or default_port
+    except ValueError:  # a port that is not a number, or out of range
+        port = None
+    if not parts.hostname or port is None:
+        raise AddressError(f"--address {address}: expected HOST:PORT")
+    return parts.hostname, port
+
+
+def _connect(address: str, host: str, port: int, what: str, timeout: float) -> None:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except TimeoutError:
+        why = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        why = (exc.strerror or str(exc)).lower()
+    raise AddressError(
+        f"--address {address}: no {what} answers at {host}:{port} ({why}); start the cluster "
+        "(ray start --head) or fix the address"
+    )
+
+
+def resolve_ray_address(address: str) -> str | None:
+    """The GCS address `ray.init(address=...)` will connect to (None: Ray starts a local one).
+
+    `auto` is resolved as Ray does (RAY_ADDRESS, then the address file of the last `ray start`
+    under RAY_TMPDIR, then any GCS process on this machine)."""
+    if address == "local":
+        return None
+    if address != "auto":
+        return address
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        found = None
+    if not found or found == "auto":
+        raise AddressError(
+            "--address auto: no running Ray cluster found on this machine (no RAY_ADDRESS, no "
+            "address file of a `ray start`); start one (ray start --head) or drop --address"
+        )
+    return found
+
+
+def check_ray_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """Raises AddressError within `timeout` unless a Ray cluster takes connections at `address`
+    (`HOST:PORT` of its GCS, `auto`, or `ray://HOST:PORT`). `ray.init` on a dead address retries
+    for minutes; this finds out in seconds."""
+    target = resolve_ray_address(address)
+    if target is None:
+        return
+    client = target.startswith("ray://")
+    host, port = _host_port(target, 10001 if client else None)
+    shown = address if target == address else f"{address} (= {target})"
+    _connect(shown, host, port, "Ray client server" if client else "Ray cluster (GCS)", timeout)
+
+
+def check_dashboard_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
+    """Raises AddressError within `timeout` unless something takes connections at the Ray
+    dashboard address given to `scaler submit`: `http(s)://HOST:PORT`, or `HOST:PORT` (HTTP, as
+    Ray's job client reads it). Other forms (`auto`, `ray://`) are left to Ray."""
+    if "://" not in address and address != "auto":
+        address = f"http://{address}"
+    if not address.startswith(("http://", "https://")):
+        return
+    host, port = _host_port(address, 443 if address.startswith("https://") else 80)
+    _connect(address, host, port, "Ray dashboard", timeout)

@@ -124,7 +124,13 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        from scaler.cluster import AddressError, check_ray_address
+
+        check_ray_address(address)  # a dead address: one line in seconds, not Ray's retries
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as exc:  # something answers there, but not a Ray cluster
+            raise AddressError(f"--address {address}: {str(exc).splitlines()[0]}") from None
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 

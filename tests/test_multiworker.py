@@ -147,16 +147,30 @@ def test_checkpoints_resume_across_world_sizes(tmp_path, single):
 
 
 @pytest.mark.ray
-def test_two_worker_trial_in_a_sweep_logs_one_run_with_rank0_points(tmp_path, ray_local):
+def test_two_worker_trials_in_a_sweep_log_one_run_each_with_rank0_points(tmp_path, ray_local):
     from scaler.sweep import run_sweep
     from scaler.trial.from_spec import trial_config
 
-    spec = parse_spec(SPEC)
+    # two budgets: 16384 samples ends at NE ~3 (worse than the base rate: excluded as diverged,
+    # the single-process rule), 65536 learns
+    trial = {k: v for k, v in SPEC["trial"].items() if k != "samples"}
+    axes = {"params": SPEC["axes"]["params"], "data": [16384, 65536]}
+    resources = {**SPEC["resources"], "concurrency": 2}  # fits 2 CPUs: 2 x 0.5 + 2 x 0.5
+    spec = parse_spec(
+        {**SPEC, "trial": trial, "axes": axes, "budget": {"trials": 2}, "resources": resources}
+    )
     result = run_sweep(spec, storage=tmp_path, final_bootstrap=0)
-    assert result.trials == 1 and result.errors == 0
+    assert result.trials == 2 and result.errors == 0
     trials = scaler.trials("dlrm-2workers", tracking_uri=result.tracking_uri)
     points = scaler.points("dlrm-2workers", tracking_uri=result.tracking_uri)
-    assert len(trials) == 1 and trials["status"].iloc[0] == "completed"
+    assert len(trials) == 2
+    status = dict(zip(trials["samples_budget"], trials["status"], strict=True))
+    assert status == {16384: "diverged", 65536: "completed"}
+    short = trials[trials["samples_budget"] == 16384].iloc[0]
+    assert "worse than predicting the base rate" in short["excluded"]
+    points = points[
+        points["trial_id"] == trials[trials["samples_budget"] == 65536].iloc[0]["trial_id"]
+    ]
     points = points.sort_values("samples")
     # the same trial in one process, in this process
     config = trial_config(spec, {"params": {"model.num_embeddings": 4000}, "samples": 65536})
@@ -166,7 +180,7 @@ def test_two_worker_trial_in_a_sweep_logs_one_run_with_rank0_points(tmp_path, ra
     np.testing.assert_allclose(points["flops"], [p.flops for p in ref])
     assert (points["device_seconds"] > 1.5 * points["wall_seconds"]).all()
     # rank 0's checkpoints live in the trainer's storage inside the Tune trial's folder
-    ckpts = sorted((tmp_path / "dlrm-2workers").glob("*/train/checkpoint_*/trial.pt"))
+    ckpts = sorted((tmp_path / "dlrm-2workers").glob("*samples=65536*/train/checkpoint_*/trial.pt"))
     assert len(ckpts) == 2  # CheckpointConfig(num_to_keep=2)
     last = torch.load(ckpts[-1], weights_only=False)
     assert last["samples"] == 65536

@@ -121,7 +121,13 @@ def run(args) -> int:
     spec, tracking = request.pop("_spec"), request.pop("_tracking")
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(args.address)
+    from scaler.cluster import AddressError, check_dashboard_address
+
+    check_dashboard_address(args.address)  # nothing there: one line in seconds
+    try:
+        client = JobSubmissionClient(args.address)
+    except OSError as exc:  # something answers, but not a Ray dashboard (requests' errors too)
+        raise AddressError(f"--address {args.address}: {str(exc).splitlines()[0]}") from None
     job_id = client.submit_job(**request)
     print(f"submitted sweep {spec.name} as Ray job {job_id} to {args.address}", flush=True)
     print(f"  entrypoint:   {request['entrypoint']}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ray.tune import Callback
 
@@ -35,12 +37,34 @@ def _error_line(trial) -> str:
     """The last line of the trial's error (the exception itself), e.g. `RuntimeError: boom`."""
     err = None
     try:
-        err = trial.get_error()
+        # the driver's own copy is current; the one in storage (`get_error`) is synced later and
+        # may still lack this failure
+        local = trial.error_file
+        err = Path(local).read_text() if local and Path(local).is_file() else trial.get_error()
     except Exception:  # no error file (yet): fall back below
         log.debug("no error recorded for trial %s", trial.trial_id, exc_info=True)
     text = str(err or getattr(trial, "error_message", None) or "")
+    died = _worker_died(text)
+    if died:
+        return died
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else "trial raised"
+
+
+def _worker_died(text: str) -> str | None:
+    """One line for Ray's many-line "actor died" error (a trial's process killed, or its node
+    lost), e.g. `the trial's worker process (pid 6313) died: Worker unexpectedly exits ...`."""
+    text = text.rsplit("Failure # ", 1)[-1]  # Tune appends every attempt's error: the last
+    if "The actor died" not in text and "The actor is dead" not in text:
+        return None
+    pid = re.search(r"\bpid: (\d+)", text)
+    detail = re.search(r"Worker exit detail: ([^.\n]*)", text)
+    return (
+        "the trial's worker process"
+        + (f" (pid {pid[1]})" if pid else "")
+        + " died"
+        + (f": {detail[1].strip()}" if detail else "")
+    )
 
 
 class SweepCallback(Callback):

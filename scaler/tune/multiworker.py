@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ray import tune
 
+from scaler.divergence import divergence
 from scaler.spec import SweepSpec
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ def train_worker(cfg: dict) -> None:
     trial = ShardedDLRMTrial(config, checkpoint, sharding_types=cfg["sharding"])
     for point in trial.run():
         state = trial.state_dict()  # collective; the full checkpoint on rank 0
-        metrics = {**point.to_dict(), "workers": world}
+        # the single-process rule (scaler/tune/trainable.py): NaN/inf at once, NE > 1 + margin
+        # only at the final point; every rank sees the same point, so all stop together
+        final = point.samples >= config.train.samples
+        reason = divergence(point, "dlrm" if final else "no-trivial-check")
+        metrics = {**point.to_dict(), "workers": world, "diverged_reason": reason or ""}
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(state, Path(tmp) / CHECKPOINT_FILE)
@@ -63,8 +68,8 @@ def train_worker(cfg: dict) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
-        if point.diverged:
-            return  # every rank sees the same point: all stop together
+        if reason:
+            return  # the sweep's callback records the reason and excludes the trial
 
 
 def build_trainer(spec: SweepSpec, trial_config: dict, storage_path: str, filesystem=None):

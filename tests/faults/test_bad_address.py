@@ -1,0 +1,88 @@
+"""A cluster address that does not answer: `scaler run --address` / `scaler submit --address`
+fail in seconds (Ray's own connect retries for minutes) with one line naming `--address` and what
+was tried, exit 2, and record nothing."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from scaler.localcluster import free_port
+from tests.faults.helpers import run, write_spec
+
+FAST_S = 25  # the CLI's imports included, on 2 busy cores; Ray alone retries for minutes
+
+
+def _one_error_line(out, command: str) -> str:
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr[-3000:]
+    assert lines[0].startswith(f"scaler {command}: error: --address "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("how", ["host:port", "auto via RAY_ADDRESS"])
+def test_run_with_dead_address_fails_fast_naming_it(tmp_path, how):
+    port = free_port()  # bound and released: nothing listens there
+    spec = write_spec(tmp_path / "s.yaml", name="faults-address")
+    storage = tmp_path / "runs"
+    address, env = f"127.0.0.1:{port}", None
+    if how.startswith("auto"):
+        address, env = "auto", {"RAY_ADDRESS": f"127.0.0.1:{port}"}
+    start = time.time()
+    out = run(["run", str(spec), "--address", address, "--storage", str(storage)], 120, env)
+    elapsed = time.time() - start
+    assert out.returncode == 2, out.stderr[-3000:]
+    line = _one_error_line(out, "run")
+    assert f"127.0.0.1:{port}" in line and "connection refused" in line, line
+    assert elapsed < FAST_S, f"took {elapsed:.1f} s"
+    assert not (storage / "mlflow.db").exists()  # no MLflow run
+    assert not (storage / "faults-address").exists()  # no Tune experiment
+
+
+def test_submit_with_dead_or_wrong_address_fails_fast_naming_it(tmp_path):
+    spec = write_spec(tmp_path / "s.yaml", name="faults-address")
+    port = free_port()
+    args = ["submit", str(spec), "--working-dir", str(tmp_path), "--storage", str(tmp_path)]
+    start = time.time()
+    out = run([*args, "--address", f"http://127.0.0.1:{port}"], 120)
+    elapsed = time.time() - start
+    assert out.returncode == 2, out.stderr[-3000:]
+    line = _one_error_line(out, "submit")
+    assert f"http://127.0.0.1:{port}" in line and "no Ray dashboard answers" in line, line
+    assert elapsed < FAST_S, f"took {elapsed:.1f} s"
+
+    # something answers HTTP there, but it is not a Ray dashboard
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = run([*args, "--address", url], 120)
+    finally:
+        server.shutdown()
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert url in _one_error_line(out, "submit")
+    assert not list(tmp_path.glob("**/mlflow.db"))
+
+
+def test_address_checks_in_process():
+    import socket
+
+    from scaler.cluster import AddressError, check_dashboard_address, check_ray_address
+
+    for bad in ["nonsense", "127.0.0.1:http", "127.0.0.1:70000"]:
+        with pytest.raises(AddressError, match=f"^--address {bad}: expected HOST:PORT$"):
+            check_ray_address(bad)
+    check_ray_address("local")  # Ray starts a local one: nothing to probe
+    check_dashboard_address("ray://head:10001")  # left to Ray's job client
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}")  # takes connections: up to ray.init now
+        check_ray_address(f"ray://127.0.0.1:{port}")
+        check_dashboard_address(f"127.0.0.1:{port}")  # HTTP, as Ray's job client reads it
+    with pytest.raises(AddressError, match=rf"ray://127.0.0.1:{port}: no Ray client server"):
+        check_ray_address(f"ray://127.0.0.1:{port}")
