@@ -3,6 +3,7 @@ they start can be cleaned up by process group), oracle specs slow enough to kill
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import yaml
 
+LAW = {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}
 ORACLE_SPEC = {
     "name": "faults",
     "backend": "oracle",
     "seed": 0,
-    "oracle": {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}},
+    "oracle": {"law": LAW},
     "trial": {"eval_points": 4},
     "axes": {
         "params": {"n_params": {"low": 1.0e5, "high": 1.0e8, "num": 4}},
@@ -27,6 +29,40 @@ ORACLE_SPEC = {
     "resources": {"cpus_per_trial": 0.5, "concurrency": 2},
     "tracking": {"experiment": "faults"},
 }
+
+
+def slow_oracle(delay_seconds: float, **extra) -> dict:
+    """The oracle section of a sweep slow enough to kill mid-trial (a sleep per eval point)."""
+    return {"law": LAW, "delay_seconds": delay_seconds, **extra}
+
+
+def assert_retried_from_checkpoint(results: list[dict], killed: int) -> int:
+    """Tune's results of a trial whose process `killed` died: a retry in a new process that
+    starts after the last checkpoint, every eval point reported once.  Returns the retry's index."""
+    pids = [r["pid"] for r in results]
+    first_retry = next(i for i, pid in enumerate(pids) if pid != killed)
+    assert first_retry >= 2 and killed not in pids[first_retry:]
+    retry = results[first_retry]
+    assert retry["iterations_since_restore"] == 1  # a new attempt ...
+    assert retry["samples"] > results[0]["samples"]  # ... that did not start from zero
+    assert retry["training_iteration"] == first_retry + 1  # ... but from the last checkpoint
+    samples = [r["samples"] for r in results]
+    assert samples == sorted(set(samples))
+    return first_retry
+
+
+def tune_results(trial_dir: Path) -> list[dict]:
+    """The results Tune recorded for a trial, every attempt appended (`result.json`)."""
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text().splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:  # the line Tune is writing right now
+            break
+    return results
 
 
 def write_spec(path: Path, **overrides) -> Path:

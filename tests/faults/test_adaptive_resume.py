@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import scaler
-from tests.faults.helpers import kill_group, run, start, wait_for, write_spec
+from tests.faults.helpers import kill_group, run, slow_oracle, start, wait_for, write_spec
 
 BUDGET = 3.0e16  # FLOPs: about half of the 12-candidate grid's 6.0e16
 
@@ -21,10 +21,7 @@ def test_adaptive_policy_resumes_after_driver_sigkill(tmp_path):
     spec = write_spec(
         tmp_path / "adaptive.yaml",
         name="faults-adaptive",
-        oracle={
-            "law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28},
-            "delay_seconds": 1.0,
-        },
+        oracle=slow_oracle(1.0),
         budget={"flops": BUDGET},
         policy={"name": "adaptive", "target": {"compute": 6.0e18}},
     )

@@ -10,7 +10,7 @@ from scaler.divergence import divergence
 from scaler.records import EvalPoint
 from scaler.spec import parse_spec
 from scaler.sweep import run_sweep
-from tests.faults.helpers import ORACLE_SPEC
+from tests.faults.helpers import LAW, ORACLE_SPEC
 
 
 def _point(loss, ne):
@@ -41,7 +41,7 @@ def test_diverged_and_failed_trials_excluded_sweep_goes_on(ray_local, tmp_path):
             **ORACLE_SPEC,
             "name": "faults-diverge",
             "oracle": {
-                "law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28},
+                "law": LAW,
                 "diverge_n_params": [1.0e6],
                 "fail_n_params": [1.0e7],
             },

@@ -6,14 +6,14 @@ from __future__ import annotations
 import signal
 
 import scaler
-from tests.faults.helpers import kill_group, run, start, wait_for, write_spec
+from tests.faults.helpers import kill_group, run, slow_oracle, start, wait_for, write_spec
 
 
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
-        oracle={**_law(), "delay_seconds": 1.5},
+        oracle=slow_oracle(1.5),
     )
     storage = tmp_path / "runs"
     uri = f"sqlite:///{storage / 'mlflow.db'}"
@@ -44,7 +44,3 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert not points[["trial_id", "samples"]].duplicated().any()  # ... exactly once
     laws = scaler.laws("faults-driver", tracking_uri=uri)
     assert abs(laws["joint"].params_.alpha - 0.30) < 0.03
-
-
-def _law():
-    return {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}}

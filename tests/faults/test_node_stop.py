@@ -14,8 +14,13 @@ import pytest
 
 import scaler
 from scaler.localcluster import LocalCluster
-from tests.faults.helpers import ORACLE_SPEC, scaler_cmd, write_spec
-from tests.faults.test_worker_kill import _results
+from tests.faults.helpers import (
+    ORACLE_SPEC,
+    assert_retried_from_checkpoint,
+    scaler_cmd,
+    tune_results,
+    write_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_POINTS = 6
@@ -65,7 +70,7 @@ def test_worker_node_stopped_mid_trial_retries_on_the_head_from_checkpoint(tmp_p
         while found is None:
             assert time.time() < deadline and proc.poll() is None, log.read_text()[-3000:]
             for trial_dir in experiment.glob("run_trial_*"):
-                results = _results(trial_dir)
+                results = tune_results(trial_dir)
                 if 2 <= len(results) < EVAL_POINTS:
                     if worker.pid in _ancestors(results[-1]["pid"]):
                         found = (results[-1]["trial_id"], results[-1]["pid"], trial_dir)
@@ -89,14 +94,10 @@ def test_worker_node_stopped_mid_trial_retries_on_the_head_from_checkpoint(tmp_p
         cluster.stop()
     assert "2 trials (0 failed)" in log.read_text()
 
-    results = _results(trial_dir)
-    pids = [r["pid"] for r in results]
-    first_retry = next(i for i, pid in enumerate(pids) if pid != killed)
-    assert first_retry >= 2 and killed not in pids[first_retry:]
-    retry = results[first_retry]
-    assert retry["iterations_since_restore"] == 1 and retry["samples"] > results[0]["samples"]
+    results = tune_results(trial_dir)
+    assert_retried_from_checkpoint(results, killed)
     samples = [r["samples"] for r in results]
-    assert samples == sorted(set(samples)) and len(samples) == EVAL_POINTS
+    assert len(samples) == EVAL_POINTS
 
     trials = scaler.trials("faults-node", tracking_uri=uri)
     assert len(trials) == 2 and trials["run_id"].is_unique

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import scaler
-from tests.faults.helpers import kill_group, start, wait_for, write_spec
+from tests.faults.helpers import kill_group, slow_oracle, start, wait_for, write_spec
 
 
 def _free_port() -> int:
@@ -72,10 +72,7 @@ def test_tracking_server_down_30s_mid_sweep_loses_nothing(tmp_path):
         spec = write_spec(
             tmp_path / "s.yaml",
             name="faults-outage",
-            oracle={
-                "law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28},
-                "delay_seconds": 1.0,
-            },
+            oracle=slow_oracle(1.0),
         )
         log = tmp_path / "run.log"
         sweep = start(
