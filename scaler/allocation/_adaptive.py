@@ -1,19 +1,31 @@
 """Law-aware allocation: run next what most shrinks the uncertainty of the target, per unit cost.
 
-After each refit of the law on the points observed so far, the parameter uncertainty is the
-local (Laplace / Gauss-Newton) approximation around the fit:
+After each refit of the law on the points observed so far, the log-loss is modelled around the
+fit as a linear-Gaussian model (Laplace / Gauss-Newton, plus a discrepancy term for a law that
+is only approximately right):
 
-    F = J^T J / s^2 + P          J: d log L(x_i) / d theta at every observed (or running) point
-                                 s^2: residual variance of the fit, P: a weak prior
-    V = mean_t  g_t^T F^-1 g_t    g_t: d log L(target_t) / d theta
+    log y(x) = log L(x; theta_hat) + J(x) (theta - theta_hat) + delta(x) + eps
+    theta - theta_hat ~ N(0, P^-1)       J: d log L / d theta;  P: a weak prior
+    delta ~ GP(0, r s^2 k_l)             k_l: squared-exponential kernel in log x, length l
+    eps ~ N(0, (1 - r) s^2)              s^2: residual variance of the fit (>= NOISE_FLOOR^2)
 
-so V is the variance of the log-prediction (about the squared relative error) at the targets.
-A candidate adds the rows of every eval point it observes (each eval point of a run is a data-axis
-observation for free); its expected gain is V - V(F + J_c^T J_c / s^2), and the policy picks the
-largest gain per unit cost.  F does not depend on losses not yet seen, so running trials count as
-soon as they start and several trials run at once without duplicating information.  A law whose
-parameter axis saturates (alpha -> 0) makes the parameter-axis rows nearly uninformative about the
-target, so the budget flows to the axis that pays, with no special case.
+The split r of the residual variance into discrepancy (smooth in log x) and noise, and the
+length l, are chosen by marginal likelihood of the residuals (type-II maximum likelihood over a
+small grid).  On a law that fits (r = 0) this is exactly the parameter uncertainty
+
+    F = J^T J / s^2 + P,   V = mean_t  g_t^T F^-1 g_t      g_t: d log L(target_t) / d theta;
+
+with r > 0 (real curves bend away from the law) far points say less about the target than near
+ones, so the budget moves towards the target instead of piling up cheap runs whose residuals the
+law cannot explain.  V, the posterior variance of the log-prediction (about the squared relative
+error) at the targets, conditions on every observed and every still-running point (their losses
+are not needed), so several trials run at once without duplicating information.
+
+A candidate adds the rows of every eval point it observes (each eval point of a run is a
+data-axis observation for free); its expected gain is the reduction of V, and the policy picks
+the largest gain per unit cost.  A law whose parameter axis saturates (alpha -> 0) makes the
+parameter-axis rows nearly uninformative about the target, so the budget flows to the axis that
+pays, with no special case.
 
 The sweep stops when sqrt(V) from finished points is below `tolerance`, or when the budget is
 spent; a running trial stops when the gain per cost of its remaining eval points falls below
@@ -27,6 +39,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from scaler.allocation._base import Candidate, Ledger, Policy
 from scaler.allocation._design import Design
@@ -35,6 +48,8 @@ from scaler.laws import JointLaw, PowerLaw
 log = logging.getLogger(__name__)
 
 NOISE_FLOOR = 1e-3  # relative noise below which residuals are not trusted to shrink further
+DISCREPANCY_SHARES = (0.0, 0.25, 0.5, 0.75, 0.9)  # candidate shares r of s^2 that are discrepancy
+LENGTHS = (0.5, 1.0, 2.0, 4.0)  # candidate kernel lengths, in units of ln x
 TOP = 5  # candidates shown in each explanation
 
 
@@ -46,6 +61,32 @@ def log_jacobian(theta: np.ndarray, logx: np.ndarray) -> tuple[np.ndarray, np.nd
     pred = theta[0] + terms.sum(axis=1)
     jac = np.concatenate([np.ones((len(logx), 1)), terms, -terms * logx], axis=1)
     return jac / pred[:, None], pred
+
+
+def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of a (n, k) and b (m, k)."""
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+
+
+def solve_psd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a^-1 b for a symmetric positive (semi-)definite a, by Cholesky with growing jitter."""
+    jitter = 1e-12 * max(float(np.mean(np.diag(a))), 1e-300)
+    for _ in range(8):
+        try:
+            c = cho_factor(a + jitter * np.eye(len(a)), lower=True)
+            return cho_solve(c, b)
+        except np.linalg.LinAlgError:
+            jitter *= 100
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def gaussian_loglik(r: np.ndarray, cov: np.ndarray) -> float:
+    """log N(r; 0, cov) up to the constant (-inf if cov is not positive definite)."""
+    try:
+        c, low = cho_factor(cov, lower=True)
+    except np.linalg.LinAlgError:
+        return -math.inf
+    return float(-0.5 * r @ cho_solve((c, low), r) - np.log(np.diag(c)).sum())
 
 
 def target_variance(info: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -66,6 +107,7 @@ class AdaptivePolicy(Policy):
         target: np.ndarray | Callable | None = None,
         tolerance: float | None = None,
         stop_ratio: float = 0.1,
+        discrepancy: bool = True,
     ):
         super().__init__(candidates, seed, design=design or Design())
         if tolerance is not None and not tolerance > 0:
@@ -73,12 +115,14 @@ class AdaptivePolicy(Policy):
         self.target = target
         self.tolerance = tolerance
         self.stop_ratio = stop_ratio
+        self.discrepancy = discrepancy  # False: a law taken as exact (noise only, r = 0)
         self.chosen: list[int] = []
         self.running: dict[int, list[tuple]] = {}  # candidate index -> points seen so far
         self.observed: list[tuple] = []  # (x..., loss) of every reported point
         self.done_reason: str | None = None
         self.decisions: list[dict] = []
         self._fit_cache: tuple[int, object] | None = None
+        self._model_cache: tuple[int, dict] | None = None
         tops = [self.design.top(c) for c in self.candidates]
         self.shift = np.log(np.array(tops)).mean(axis=0) if tops else np.zeros(self.design.n_axes)
 
@@ -139,16 +183,78 @@ class AdaptivePolicy(Policy):
         top = np.array([self.design.top(c) for c in self.candidates]).max(axis=0)
         return (10.0 * top)[None, :]  # default: 10x beyond the largest trial on every axis
 
-    def _info(self, law, theta, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    def _model(self, law) -> dict:
+        """The linear-Gaussian model around the current fit (cached per fit): theta (centred),
+        the prior covariance of theta, noise and discrepancy variances and the kernel length,
+        the latter two by marginal likelihood of the residuals over a small grid."""
+        n = len(self.observed)
+        if self._model_cache is not None and self._model_cache[0] == n:
+            return self._model_cache[1]
         k = self.design.n_axes
+        theta = self._theta(law)
         obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
-        resid = np.log(law.predict(obs[:, :k])) - np.log(obs[:, k])
+        lx = np.log(obs[:, :k]) - self.shift
+        jac, pred = log_jacobian(theta, lx)
+        resid = np.log(obs[:, k]) - np.log(pred)
         dof = max(1, len(obs) - (1 + 2 * k))
         s2 = max(float(resid @ resid) / dof, NOISE_FLOOR**2)
         ymean = float(np.mean(obs[:, k]))
-        prior = np.diag([1 / ymean**2] + [1 / 9.0] * k + [1.0] * k)
-        jac, _ = log_jacobian(theta, np.log(rows) - self.shift)
-        return jac.T @ jac / s2 + prior, s2
+        prior_cov = np.diag([ymean**2] + [9.0] * k + [1.0] * k)
+        base = jac @ prior_cov @ jac.T
+        best = (-math.inf, s2, 0.0, LENGTHS[0])
+        if self.discrepancy:
+            d2 = sq_dist(lx, lx)
+            for r in DISCREPANCY_SHARES:
+                for length in LENGTHS if r > 0 else LENGTHS[:1]:
+                    noise = max((1 - r) * s2, NOISE_FLOOR**2)
+                    cov = base + r * s2 * np.exp(-0.5 * d2 / length**2)
+                    ll = gaussian_loglik(resid, cov + noise * np.eye(n))
+                    if ll > best[0] + 1e-9:
+                        best = (ll, noise, r * s2, length)
+        model = {
+            "theta": theta,
+            "prior_cov": prior_cov,
+            "s2": s2,
+            "noise": best[1],
+            "disc": best[2],
+            "length": best[3],
+        }
+        self._model_cache = (n, model)
+        return model
+
+    def _cov(self, m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Prior covariance of the latent log-loss between centred log inputs a and b."""
+        ja, _ = log_jacobian(m["theta"], a)
+        jb, _ = log_jacobian(m["theta"], b)
+        out = ja @ m["prior_cov"] @ jb.T
+        if m["disc"] > 0:
+            out = out + m["disc"] * np.exp(-0.5 * sq_dist(a, b) / m["length"] ** 2)
+        return out
+
+    def _posterior(self, m: dict, cond: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Posterior covariance of the latent log-loss at `query` (centred log x) given noisy
+        observations at `cond` (their values are not needed)."""
+        kqq = self._cov(m, query, query)
+        if not len(cond):
+            return kqq
+        kcc = self._cov(m, cond, cond) + m["noise"] * np.eye(len(cond))
+        kcq = self._cov(m, cond, query)
+        w = solve_psd(kcc, kcq)
+        return kqq - kcq.T @ w
+
+    def _pending(self, exclude: int | None = None) -> list[np.ndarray]:
+        """Law inputs of running trials' eval points not yet reported."""
+        out = []
+        for i, seen in self.running.items():
+            if i == exclude:
+                continue
+            pts = self.design.points(self.candidates[i])
+            done = max((row[-2] for row in seen), default=-math.inf)
+            out.append(pts[pts[:, -1] > done])
+        return out
+
+    def _lx(self, rows) -> np.ndarray:
+        return np.log(np.asarray(rows, dtype=float).reshape(-1, self.design.n_axes)) - self.shift
 
     def assess(self, ledger: Ledger | None = None) -> dict | None:
         """Score every candidate not yet run: expected variance reduction at the target per
@@ -156,38 +262,48 @@ class AdaptivePolicy(Policy):
         law = self.law()
         if law is None:
             return None
-        theta = self._theta(law)
+        m = self._model(law)
         k = self.design.n_axes
-        obs_x = np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k]
-        pending = [self.design.points(self.candidates[i]) for i in self.running]
-        rows = np.concatenate([obs_x, *pending]) if pending else obs_x
-        info, s2 = self._info(law, theta, rows)
-        info_seen, _ = self._info(law, theta, obs_x)
-        targets = self._targets(law)
-        g, _ = log_jacobian(theta, np.log(targets) - self.shift)
-        v_now = float(target_variance(info, g))
-        v_seen = float(target_variance(info_seen, g))
+        obs_x = self._lx(np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k])
+        pending = [self._lx(p) for p in self._pending()]
+        cond = np.concatenate([obs_x, *pending]) if pending else obs_x
+        targets = self._lx(self._targets(law))
         chosen = set(self.chosen)
         idx = [i for i in range(len(self.candidates)) if i not in chosen]
         if ledger is not None:
             idx = [i for i in idx if ledger.fits(self.cost(self.candidates[i]))]
+        # every candidate's rows, deduplicated, then one joint posterior with the targets
+        keys: dict[tuple, int] = {}
+        members = []
+        for i in idx:
+            pts = self._lx(self.design.points(self.candidates[i]))
+            members.append([keys.setdefault(tuple(np.round(p, 9)), len(keys)) for p in pts])
+        uniq = np.array(list(keys), dtype=float).reshape(-1, k)
+        nt = len(targets)
+        post = self._posterior(m, cond, np.concatenate([targets, uniq]))
+        v_now = float(np.trace(post[:nt, :nt])) / nt
+        post_seen = self._posterior(m, obs_x, targets)
+        v_seen = float(np.trace(post_seen)) / nt
         gains = np.zeros(len(idx))
-        if idx:
-            batch = []
-            for i in idx:
-                jc, _ = log_jacobian(
-                    theta, np.log(self.design.points(self.candidates[i])) - self.shift
-                )
-                batch.append(info + jc.T @ jc / s2)
-            gains = v_now - target_variance(np.array(batch), g)
+        by_size: dict[int, list[int]] = {}
+        for j, rows in enumerate(members):
+            by_size.setdefault(len(rows), []).append(j)
+        for size, js in by_size.items():
+            if size == 0:
+                continue
+            r = nt + np.array([members[j] for j in js])  # (B, size) indices into post
+            cross = post[r][:, :, :nt]  # (B, size, T)
+            inner = post[r[:, :, None], r[:, None, :]] + m["noise"] * np.eye(size)
+            sol = np.linalg.solve(inner, cross)
+            gains[js] = np.einsum("bst,bst->b", cross, sol) / nt
+        gains = np.maximum(gains, 0.0)
         costs = np.array([max(self.cost(self.candidates[i]), 1e-300) for i in idx])
         per_cost = gains / costs if idx else gains
         return {
             "law": law,
-            "theta": theta,
-            "info": info,
-            "s2": s2,
-            "g": g,
+            "model": m,
+            "cond": cond,
+            "targets": targets,
             "v_now": v_now,
             "v_seen": v_seen,
             "rel_sd": math.sqrt(max(v_seen, 0.0)),
@@ -265,10 +381,17 @@ class AdaptivePolicy(Policy):
             return False
         frac = 1.0 - samples_done / candidate.samples
         cost = max(self.cost(candidate) * frac, 1e-300)
-        # the trial's remaining rows are already counted in F as pending: value them by removal
-        jr, _ = log_jacobian(a["theta"], np.log(rest) - self.shift)
-        without = a["info"] - jr.T @ jr / a["s2"]
-        gain = float(target_variance(without, a["g"])) - a["v_now"]
+        # value the remaining rows by what they add to everything else (observed, other trials)
+        k = self.design.n_axes
+        m, targets = a["model"], a["targets"]
+        obs_x = self._lx(np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k])
+        others = [self._lx(p) for p in self._pending(exclude=i)]
+        cond = np.concatenate([obs_x, *others]) if others else obs_x
+        post = self._posterior(m, cond, np.concatenate([targets, self._lx(rest)]))
+        nt = len(targets)
+        cross = post[nt:, :nt]
+        inner = post[nt:, nt:] + m["noise"] * np.eye(len(rest))
+        gain = float(np.einsum("st,st->", cross, np.linalg.solve(inner, cross))) / nt
         stop = gain / cost < self.stop_ratio * float(np.max(a["per_cost"]))
         if stop:
             log.info(
@@ -300,6 +423,9 @@ class AdaptivePolicy(Policy):
                     for j in order
                 ],
                 "law": a["law"].to_dict()["params"],
+                "noise_sd": math.sqrt(a["model"]["noise"]),
+                "discrepancy_sd": math.sqrt(a["model"]["disc"]),
+                "discrepancy_length": a["model"]["length"],
             }
         )
 
@@ -338,3 +464,4 @@ class AdaptivePolicy(Policy):
         self.done_reason = state["done_reason"]
         self.decisions = list(state["decisions"])
         self._fit_cache = None
+        self._model_cache = None
