@@ -68,18 +68,6 @@ def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
 
 
-def solve_psd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a^-1 b for a symmetric positive (semi-)definite a, by Cholesky with growing jitter."""
-    jitter = 1e-12 * max(float(np.mean(np.diag(a))), 1e-300)
-    for _ in range(8):
-        try:
-            c = cho_factor(a + jitter * np.eye(len(a)), lower=True)
-            return cho_solve(c, b)
-        except np.linalg.LinAlgError:
-            jitter *= 100
-    return np.linalg.lstsq(a, b, rcond=None)[0]
-
-
 def gaussian_loglik(r: np.ndarray, cov: np.ndarray) -> float:
     """log N(r; 0, cov) up to the constant (-inf if cov is not positive definite)."""
     try:
@@ -87,12 +75,6 @@ def gaussian_loglik(r: np.ndarray, cov: np.ndarray) -> float:
     except np.linalg.LinAlgError:
         return -math.inf
     return float(-0.5 * r @ cho_solve((c, low), r) - np.log(np.diag(c)).sum())
-
-
-def target_variance(info: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Mean over targets of g F^-1 g^T, for one F (P, P) or a batch (C, P, P)."""
-    inv = np.linalg.inv(info)
-    return np.einsum("tp,...pq,tq->...", g, inv, g) / len(g)
 
 
 class AdaptivePolicy(Policy):
@@ -222,25 +204,57 @@ class AdaptivePolicy(Policy):
         self._model_cache = (n, model)
         return model
 
-    def _cov(self, m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Prior covariance of the latent log-loss between centred log inputs a and b."""
-        ja, _ = log_jacobian(m["theta"], a)
-        jb, _ = log_jacobian(m["theta"], b)
-        out = ja @ m["prior_cov"] @ jb.T
-        if m["disc"] > 0:
-            out = out + m["disc"] * np.exp(-0.5 * sq_dist(a, b) / m["length"] ** 2)
-        return out
+    def _kernel(self, m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Covariance of the discrepancy between centred log inputs a (n, k) and b (q, k)."""
+        if m["disc"] <= 0:
+            return np.zeros((len(a), len(b)))
+        return m["disc"] * np.exp(-0.5 * sq_dist(a, b) / m["length"] ** 2)
 
-    def _posterior(self, m: dict, cond: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """Posterior covariance of the latent log-loss at `query` (centred log x) given noisy
-        observations at `cond` (their values are not needed)."""
-        kqq = self._cov(m, query, query)
-        if not len(cond):
-            return kqq
-        kcc = self._cov(m, cond, cond) + m["noise"] * np.eye(len(cond))
-        kcq = self._cov(m, cond, query)
-        w = solve_psd(kcc, kcq)
-        return kqq - kcq.T @ w
+    def _fit_error(
+        self, m: dict, x: np.ndarray, targets: np.ndarray, extras: list[np.ndarray] = ()
+    ) -> tuple[float, np.ndarray]:
+        """Expected squared log-error at the targets of the law fitted (least squares, to first
+        order around theta_hat, with the weak prior) on points x, and for each extra block of
+        rows the same error once those rows are added as well.
+
+        theta_fit - theta = H^-1 J^T (delta + eps), H = J^T J + noise P, so the error at target
+        t is g_t H^-1 J^T (delta + eps) - delta(t), whose mean square is
+        u^T J^T K J u - 2 u^T J^T k_t + k(t, t),  u = H^-1 g_t^T,  K = Cov(delta + eps).
+        Without discrepancy this is g_t F^-1 g_t^T (the module docstring's V)."""
+        theta, noise = m["theta"], m["noise"]
+        jac, _ = log_jacobian(theta, x)
+        g, _ = log_jacobian(theta, targets)
+        prior = np.linalg.inv(m["prior_cov"])
+        h = jac.T @ jac + noise * prior
+        kxx = self._kernel(m, x, x) + noise * np.eye(len(x))
+        s0 = jac.T @ kxx @ jac
+        q0 = jac.T @ self._kernel(m, x, targets)  # (p, T)
+        nt, base_t = len(targets), m["disc"]
+
+        def mse(hh, mm, qq):
+            u = np.linalg.solve(hh, np.broadcast_to(g.T, (*hh.shape[:-2], *g.T.shape)))
+            quad = np.einsum("...pt,...pq,...qt->...", u, mm, u)
+            return (quad - 2 * np.einsum("...pt,...pt->...", u, qq)) / nt + base_t
+
+        base = float(mse(h, s0, q0))
+        out = np.full(len(extras), base)
+        by_size: dict[int, list[int]] = {}
+        for j, rows in enumerate(extras):
+            by_size.setdefault(len(rows), []).append(j)
+        for size, js in by_size.items():
+            if size == 0:
+                continue
+            r = np.array([extras[j] for j in js])  # (B, size, k)
+            jr, _ = log_jacobian(theta, r.reshape(-1, r.shape[-1]))
+            jr = jr.reshape(len(js), size, -1)  # (B, size, p)
+            kxr = np.stack([self._kernel(m, x, rr) for rr in r])  # (B, n, size)
+            krr = np.stack([self._kernel(m, rr, rr) for rr in r]) + noise * np.eye(size)
+            krt = np.stack([self._kernel(m, rr, targets) for rr in r])  # (B, size, T)
+            cross = jac.T @ kxr @ jr  # (B, p, p)
+            jrt = jr.transpose(0, 2, 1)
+            mm = s0 + cross + cross.transpose(0, 2, 1) + jrt @ krr @ jr
+            out[js] = mse(h + jrt @ jr, mm, q0 + jrt @ krt)
+        return base, out
 
     def _pending(self, exclude: int | None = None) -> list[np.ndarray]:
         """Law inputs of running trials' eval points not yet reported."""
@@ -272,31 +286,10 @@ class AdaptivePolicy(Policy):
         idx = [i for i in range(len(self.candidates)) if i not in chosen]
         if ledger is not None:
             idx = [i for i in idx if ledger.fits(self.cost(self.candidates[i]))]
-        # every candidate's rows, deduplicated, then one joint posterior with the targets
-        keys: dict[tuple, int] = {}
-        members = []
-        for i in idx:
-            pts = self._lx(self.design.points(self.candidates[i]))
-            members.append([keys.setdefault(tuple(np.round(p, 9)), len(keys)) for p in pts])
-        uniq = np.array(list(keys), dtype=float).reshape(-1, k)
-        nt = len(targets)
-        post = self._posterior(m, cond, np.concatenate([targets, uniq]))
-        v_now = float(np.trace(post[:nt, :nt])) / nt
-        post_seen = self._posterior(m, obs_x, targets)
-        v_seen = float(np.trace(post_seen)) / nt
-        gains = np.zeros(len(idx))
-        by_size: dict[int, list[int]] = {}
-        for j, rows in enumerate(members):
-            by_size.setdefault(len(rows), []).append(j)
-        for size, js in by_size.items():
-            if size == 0:
-                continue
-            r = nt + np.array([members[j] for j in js])  # (B, size) indices into post
-            cross = post[r][:, :, :nt]  # (B, size, T)
-            inner = post[r[:, :, None], r[:, None, :]] + m["noise"] * np.eye(size)
-            sol = np.linalg.solve(inner, cross)
-            gains[js] = np.einsum("bst,bst->b", cross, sol) / nt
-        gains = np.maximum(gains, 0.0)
+        extras = [self._lx(self.design.points(self.candidates[i])) for i in idx]
+        v_now, after = self._fit_error(m, cond, targets, extras)
+        v_seen, _ = self._fit_error(m, obs_x, targets)
+        gains = v_now - after
         costs = np.array([max(self.cost(self.candidates[i]), 1e-300) for i in idx])
         per_cost = gains / costs if idx else gains
         return {
@@ -331,6 +324,10 @@ class AdaptivePolicy(Policy):
             return None
         best = int(np.lexsort((a["cost"], -a["per_cost"]))[0])
         if not a["gain"][best] > 0:
+            if not self.running:
+                self.done_reason = "no candidate left is expected to reduce the target's error"
+                log.info("adaptive: stop, %s", self.done_reason)
+                self._record(a, None, ledger)
             return None
         i = a["index"][best]
         self._record(a, i, ledger)
@@ -383,15 +380,11 @@ class AdaptivePolicy(Policy):
         cost = max(self.cost(candidate) * frac, 1e-300)
         # value the remaining rows by what they add to everything else (observed, other trials)
         k = self.design.n_axes
-        m, targets = a["model"], a["targets"]
         obs_x = self._lx(np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k])
         others = [self._lx(p) for p in self._pending(exclude=i)]
         cond = np.concatenate([obs_x, *others]) if others else obs_x
-        post = self._posterior(m, cond, np.concatenate([targets, self._lx(rest)]))
-        nt = len(targets)
-        cross = post[nt:, :nt]
-        inner = post[nt:, nt:] + m["noise"] * np.eye(len(rest))
-        gain = float(np.einsum("st,st->", cross, np.linalg.solve(inner, cross))) / nt
+        without, (with_rest,) = self._fit_error(a["model"], cond, a["targets"], [self._lx(rest)])
+        gain = without - with_rest
         stop = gain / cost < self.stop_ratio * float(np.max(a["per_cost"]))
         if stop:
             log.info(
