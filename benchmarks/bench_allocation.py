@@ -172,6 +172,7 @@ def main() -> None:
     print(head)
     fractions: dict[str, list[float]] = {p: [] for p in POLICIES}
     seconds: dict[str, float] = {p: 0.0 for p in POLICIES}
+    equal: dict[tuple[str, float], list[float]] = {}  # (policy, budget) -> error / grid error
     for name, law, noise in cases:
         curves: dict[str, list] = {p: [] for p in POLICIES}
         e_stars = []
@@ -194,6 +195,9 @@ def main() -> None:
             row += f"{fmt_frac(frac, args.max_fraction if p == 'adaptive' else 1.0):>9s} "
             for a in AT:
                 errs[(p, a)] = at(med, a)
+        for p in POLICIES[1:]:
+            for a in AT:
+                equal.setdefault((p, a), []).append(errs[(p, a)] / errs[("grid", a)])
         row += " " + " ".join(
             "/".join(f"{100 * errs[(p, a)]:.2f}" for p in POLICIES).rjust(25) for a in AT
         )
@@ -208,11 +212,17 @@ def main() -> None:
             f"  {p:9s} reaches e* at {fmt_frac(statistics.median(fractions[p]), cap):>6s} of the "
             f"pool's cost (in {hit}/{len(cases)} cases); {seconds[p]:.0f} s"
         )
+    for p in POLICIES[1:]:
+        rel = "  ".join(f"@{int(100 * a)}% {statistics.median(equal[(p, a)]):.2f}" for a in AT)
+        print(f"  at equal budget, {p} error / grid error (median over cases): {rel}")
     adaptive = statistics.median(fractions["adaptive"])
     print(
         f"goal: adaptive <= 10% of the grid's compute; measured {fmt_frac(adaptive, args.max_fraction)}"
     )
-    print(f"ratio {1.0 / adaptive:.2f}")  # the grid's full budget / adaptive's fraction
+    if math.isfinite(adaptive):
+        print(f"ratio {1.0 / adaptive:.2f}")  # the grid's full budget / adaptive's fraction
+    else:
+        print(f"ratio < {1.0 / args.max_fraction:.2f}")
 
 
 if __name__ == "__main__":
