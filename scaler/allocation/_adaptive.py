@@ -1,25 +1,28 @@
-"""Law-aware allocation: run next what most shrinks the uncertainty of the target, per unit cost.
+"""Law-aware allocation: run next what most shrinks the error of the target, per unit cost.
 
 After each refit of the law on the points observed so far, the log-loss is modelled around the
 fit as a linear-Gaussian model (Laplace / Gauss-Newton, plus a discrepancy term for a law that
 is only approximately right):
 
-    log y(x) = log L(x; theta_hat) + J(x) (theta - theta_hat) + delta(x) + eps
-    theta - theta_hat ~ N(0, P^-1)       J: d log L / d theta;  P: a weak prior
+    log y(x) = log L(x; theta) + delta(x) + eps,   linearised: J(x) = d log L / d theta
     delta ~ GP(0, r s^2 k_l)             k_l: squared-exponential kernel in log x, length l
     eps ~ N(0, (1 - r) s^2)              s^2: residual variance of the fit (>= NOISE_FLOOR^2)
 
 The split r of the residual variance into discrepancy (smooth in log x) and noise, and the
 length l, are chosen by marginal likelihood of the residuals (type-II maximum likelihood over a
-small grid).  On a law that fits (r = 0) this is exactly the parameter uncertainty
+small grid; `discrepancy=False` fixes r = 0).  The quantity a candidate is scored on is V, the
+expected squared log-error (about the squared relative error) at the targets of the law that will
+actually be fitted — least squares on the points, with a weak prior P:
 
-    F = J^T J / s^2 + P,   V = mean_t  g_t^T F^-1 g_t      g_t: d log L(target_t) / d theta;
+    theta_fit - theta = H^-1 J^T (delta + eps),   H = J^T J + (1 - r) s^2 P
+    V = mean_t E[(g_t (theta_fit - theta) - delta(t))^2]       g_t: d log L(target_t) / d theta
 
-with r > 0 (real curves bend away from the law) far points say less about the target than near
-ones, so the budget moves towards the target instead of piling up cheap runs whose residuals the
-law cannot explain.  V, the posterior variance of the log-prediction (about the squared relative
-error) at the targets, conditions on every observed and every still-running point (their losses
-are not needed), so several trials run at once without duplicating information.
+On a law that fits (r = 0) this is the parameter uncertainty g_t F^-1 g_t^T with
+F = J^T J / s^2 + P.  With r > 0, points far from the target carry a discrepancy the law cannot
+absorb, so they are worth less, and can be worth less than nothing: the budget moves towards the
+target instead of piling up cheap runs whose residuals the law cannot explain.  V conditions on
+every observed and every still-running point (their losses are not needed), so several trials
+run at once without duplicating information.
 
 A candidate adds the rows of every eval point it observes (each eval point of a run is a
 data-axis observation for free); its expected gain is the reduction of V, and the policy picks
@@ -27,9 +30,10 @@ the largest gain per unit cost.  A law whose parameter axis saturates (alpha -> 
 parameter-axis rows nearly uninformative about the target, so the budget flows to the axis that
 pays, with no special case.
 
-The sweep stops when sqrt(V) from finished points is below `tolerance`, or when the budget is
-spent; a running trial stops when the gain per cost of its remaining eval points falls below
-`stop_ratio` times that of the best candidate not yet run.  `explain()` says why.
+The sweep stops when sqrt(V) from finished points is below `tolerance`, when no candidate is
+expected to reduce V, or when the budget is spent; a running trial stops when the gain per cost of
+its remaining eval points falls below `stop_ratio` times that of the best candidate not yet run.
+`explain()` says why (with the noise and discrepancy it assumed).
 """
 
 from __future__ import annotations
@@ -220,7 +224,7 @@ class AdaptivePolicy(Policy):
         theta_fit - theta = H^-1 J^T (delta + eps), H = J^T J + noise P, so the error at target
         t is g_t H^-1 J^T (delta + eps) - delta(t), whose mean square is
         u^T J^T K J u - 2 u^T J^T k_t + k(t, t),  u = H^-1 g_t^T,  K = Cov(delta + eps).
-        Without discrepancy this is g_t F^-1 g_t^T (the module docstring's V)."""
+        Without discrepancy and with a weak prior this is g_t F^-1 g_t^T."""
         theta, noise = m["theta"], m["noise"]
         jac, _ = log_jacobian(theta, x)
         g, _ = log_jacobian(theta, targets)
