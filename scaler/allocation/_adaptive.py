@@ -293,7 +293,7 @@ class AdaptivePolicy(Policy):
         extras = [self._lx(self.design.points(self.candidates[i])) for i in idx]
         v_now, after = self._fit_error(m, cond, targets, extras)
         v_seen, _ = self._fit_error(m, obs_x, targets)
-        gains = v_now - after
+        gains = np.maximum(v_now - after, 0.0)  # a harmful candidate is worth nothing
         costs = np.array([max(self.cost(self.candidates[i]), 1e-300) for i in idx])
         per_cost = gains / costs if idx else gains
         return {
