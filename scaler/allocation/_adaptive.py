@@ -1,23 +1,39 @@
-"""Law-aware allocation: run next what most shrinks the uncertainty of the target, per unit cost.
+"""Law-aware allocation: run next what most shrinks the error of the target, per unit cost.
 
-After each refit of the law on the points observed so far, the parameter uncertainty is the
-local (Laplace / Gauss-Newton) approximation around the fit:
+After each refit of the law on the points observed so far, the log-loss is modelled around the
+fit as a linear-Gaussian model (Laplace / Gauss-Newton, plus a discrepancy term for a law that
+is only approximately right):
 
-    F = J^T J / s^2 + P          J: d log L(x_i) / d theta at every observed (or running) point
-                                 s^2: residual variance of the fit, P: a weak prior
-    V = mean_t  g_t^T F^-1 g_t    g_t: d log L(target_t) / d theta
+    log y(x) = log L(x; theta) + delta(x) + eps,   linearised: J(x) = d log L / d theta
+    delta ~ GP(0, r s^2 k_l)             k_l: squared-exponential kernel in log x, length l
+    eps ~ N(0, (1 - r) s^2)              s^2: residual variance of the fit (>= NOISE_FLOOR^2)
 
-so V is the variance of the log-prediction (about the squared relative error) at the targets.
-A candidate adds the rows of every eval point it observes (each eval point of a run is a data-axis
-observation for free); its expected gain is V - V(F + J_c^T J_c / s^2), and the policy picks the
-largest gain per unit cost.  F does not depend on losses not yet seen, so running trials count as
-soon as they start and several trials run at once without duplicating information.  A law whose
-parameter axis saturates (alpha -> 0) makes the parameter-axis rows nearly uninformative about the
-target, so the budget flows to the axis that pays, with no special case.
+The split r of the residual variance into discrepancy (smooth in log x) and noise, and the
+length l, are chosen by marginal likelihood of the residuals (type-II maximum likelihood over a
+small grid; `discrepancy=False` fixes r = 0).  The quantity a candidate is scored on is V, the
+expected squared log-error (about the squared relative error) at the targets of the law that will
+actually be fitted — least squares on the points, with a weak prior P:
 
-The sweep stops when sqrt(V) from finished points is below `tolerance`, or when the budget is
-spent; a running trial stops when the gain per cost of its remaining eval points falls below
-`stop_ratio` times that of the best candidate not yet run.  `explain()` says why.
+    theta_fit - theta = H^-1 J^T (delta + eps),   H = J^T J + (1 - r) s^2 P
+    V = mean_t E[(g_t (theta_fit - theta) - delta(t))^2]       g_t: d log L(target_t) / d theta
+
+On a law that fits (r = 0) this is the parameter uncertainty g_t F^-1 g_t^T with
+F = J^T J / s^2 + P.  With r > 0, points far from the target carry a discrepancy the law cannot
+absorb, so they are worth less, and can be worth less than nothing: the budget moves towards the
+target instead of piling up cheap runs whose residuals the law cannot explain.  V conditions on
+every observed and every still-running point (their losses are not needed), so several trials
+run at once without duplicating information.
+
+A candidate adds the rows of every eval point it observes (each eval point of a run is a
+data-axis observation for free); its expected gain is the reduction of V, and the policy picks
+the largest gain per unit cost.  A law whose parameter axis saturates (alpha -> 0) makes the
+parameter-axis rows nearly uninformative about the target, so the budget flows to the axis that
+pays, with no special case.
+
+The sweep stops when sqrt(V) from finished points is below `tolerance`, when no candidate is
+expected to reduce V, or when the budget is spent; a running trial stops when the gain per cost of
+its remaining eval points falls below `stop_ratio` times that of the best candidate not yet run.
+`explain()` says why (with the noise and discrepancy it assumed).
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from scaler.allocation._base import Candidate, Ledger, Policy
 from scaler.allocation._design import Design
@@ -35,6 +52,8 @@ from scaler.laws import JointLaw, PowerLaw
 log = logging.getLogger(__name__)
 
 NOISE_FLOOR = 1e-3  # relative noise below which residuals are not trusted to shrink further
+DISCREPANCY_SHARES = (0.0, 0.25, 0.5, 0.75, 0.9)  # candidate shares r of s^2 that are discrepancy
+LENGTHS = (0.5, 1.0, 2.0, 4.0)  # candidate kernel lengths, in units of ln x
 TOP = 5  # candidates shown in each explanation
 
 
@@ -48,10 +67,18 @@ def log_jacobian(theta: np.ndarray, logx: np.ndarray) -> tuple[np.ndarray, np.nd
     return jac / pred[:, None], pred
 
 
-def target_variance(info: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Mean over targets of g F^-1 g^T, for one F (P, P) or a batch (C, P, P)."""
-    inv = np.linalg.inv(info)
-    return np.einsum("tp,...pq,tq->...", g, inv, g) / len(g)
+def sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of a (n, k) and b (m, k)."""
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+
+
+def gaussian_loglik(r: np.ndarray, cov: np.ndarray) -> float:
+    """log N(r; 0, cov) up to the constant (-inf if cov is not positive definite)."""
+    try:
+        c, low = cho_factor(cov, lower=True)
+    except np.linalg.LinAlgError:
+        return -math.inf
+    return float(-0.5 * r @ cho_solve((c, low), r) - np.log(np.diag(c)).sum())
 
 
 class AdaptivePolicy(Policy):
@@ -66,6 +93,7 @@ class AdaptivePolicy(Policy):
         target: np.ndarray | Callable | None = None,
         tolerance: float | None = None,
         stop_ratio: float = 0.1,
+        discrepancy: bool = True,
     ):
         super().__init__(candidates, seed, design=design or Design())
         if tolerance is not None and not tolerance > 0:
@@ -73,12 +101,14 @@ class AdaptivePolicy(Policy):
         self.target = target
         self.tolerance = tolerance
         self.stop_ratio = stop_ratio
+        self.discrepancy = discrepancy  # False: a law taken as exact (noise only, r = 0)
         self.chosen: list[int] = []
         self.running: dict[int, list[tuple]] = {}  # candidate index -> points seen so far
         self.observed: list[tuple] = []  # (x..., loss) of every reported point
         self.done_reason: str | None = None
         self.decisions: list[dict] = []
         self._fit_cache: tuple[int, object] | None = None
+        self._model_cache: tuple[int, dict] | None = None
         tops = [self.design.top(c) for c in self.candidates]
         self.shift = np.log(np.array(tops)).mean(axis=0) if tops else np.zeros(self.design.n_axes)
 
@@ -139,16 +169,110 @@ class AdaptivePolicy(Policy):
         top = np.array([self.design.top(c) for c in self.candidates]).max(axis=0)
         return (10.0 * top)[None, :]  # default: 10x beyond the largest trial on every axis
 
-    def _info(self, law, theta, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    def _model(self, law) -> dict:
+        """The linear-Gaussian model around the current fit (cached per fit): theta (centred),
+        the prior covariance of theta, noise and discrepancy variances and the kernel length,
+        the latter two by marginal likelihood of the residuals over a small grid."""
+        n = len(self.observed)
+        if self._model_cache is not None and self._model_cache[0] == n:
+            return self._model_cache[1]
         k = self.design.n_axes
+        theta = self._theta(law)
         obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
-        resid = np.log(law.predict(obs[:, :k])) - np.log(obs[:, k])
+        lx = np.log(obs[:, :k]) - self.shift
+        jac, pred = log_jacobian(theta, lx)
+        resid = np.log(obs[:, k]) - np.log(pred)
         dof = max(1, len(obs) - (1 + 2 * k))
         s2 = max(float(resid @ resid) / dof, NOISE_FLOOR**2)
         ymean = float(np.mean(obs[:, k]))
-        prior = np.diag([1 / ymean**2] + [1 / 9.0] * k + [1.0] * k)
-        jac, _ = log_jacobian(theta, np.log(rows) - self.shift)
-        return jac.T @ jac / s2 + prior, s2
+        prior_cov = np.diag([ymean**2] + [9.0] * k + [1.0] * k)
+        base = jac @ prior_cov @ jac.T
+        best = (-math.inf, s2, 0.0, LENGTHS[0])
+        if self.discrepancy:
+            d2 = sq_dist(lx, lx)
+            for r in DISCREPANCY_SHARES:
+                for length in LENGTHS if r > 0 else LENGTHS[:1]:
+                    noise = max((1 - r) * s2, NOISE_FLOOR**2)
+                    cov = base + r * s2 * np.exp(-0.5 * d2 / length**2)
+                    ll = gaussian_loglik(resid, cov + noise * np.eye(n))
+                    if ll > best[0] + 1e-9:
+                        best = (ll, noise, r * s2, length)
+        model = {
+            "theta": theta,
+            "prior_cov": prior_cov,
+            "s2": s2,
+            "noise": best[1],
+            "disc": best[2],
+            "length": best[3],
+        }
+        self._model_cache = (n, model)
+        return model
+
+    def _kernel(self, m: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Covariance of the discrepancy between centred log inputs a (n, k) and b (q, k)."""
+        if m["disc"] <= 0:
+            return np.zeros((len(a), len(b)))
+        return m["disc"] * np.exp(-0.5 * sq_dist(a, b) / m["length"] ** 2)
+
+    def _fit_error(
+        self, m: dict, x: np.ndarray, targets: np.ndarray, extras: list[np.ndarray] = ()
+    ) -> tuple[float, np.ndarray]:
+        """Expected squared log-error at the targets of the law fitted (least squares, to first
+        order around theta_hat, with the weak prior) on points x, and for each extra block of
+        rows the same error once those rows are added as well.
+
+        theta_fit - theta = H^-1 J^T (delta + eps), H = J^T J + noise P, so the error at target
+        t is g_t H^-1 J^T (delta + eps) - delta(t), whose mean square is
+        u^T J^T K J u - 2 u^T J^T k_t + k(t, t),  u = H^-1 g_t^T,  K = Cov(delta + eps).
+        Without discrepancy and with a weak prior this is g_t F^-1 g_t^T."""
+        theta, noise = m["theta"], m["noise"]
+        jac, _ = log_jacobian(theta, x)
+        g, _ = log_jacobian(theta, targets)
+        prior = np.linalg.inv(m["prior_cov"])
+        h = jac.T @ jac + noise * prior
+        kxx = self._kernel(m, x, x) + noise * np.eye(len(x))
+        s0 = jac.T @ kxx @ jac
+        q0 = jac.T @ self._kernel(m, x, targets)  # (p, T)
+        nt, base_t = len(targets), m["disc"]
+
+        def mse(hh, mm, qq):
+            u = np.linalg.solve(hh, np.broadcast_to(g.T, (*hh.shape[:-2], *g.T.shape)))
+            quad = np.einsum("...pt,...pq,...qt->...", u, mm, u)
+            return (quad - 2 * np.einsum("...pt,...pt->...", u, qq)) / nt + base_t
+
+        base = float(mse(h, s0, q0))
+        out = np.full(len(extras), base)
+        by_size: dict[int, list[int]] = {}
+        for j, rows in enumerate(extras):
+            by_size.setdefault(len(rows), []).append(j)
+        for size, js in by_size.items():
+            if size == 0:
+                continue
+            r = np.array([extras[j] for j in js])  # (B, size, k)
+            jr, _ = log_jacobian(theta, r.reshape(-1, r.shape[-1]))
+            jr = jr.reshape(len(js), size, -1)  # (B, size, p)
+            kxr = np.stack([self._kernel(m, x, rr) for rr in r])  # (B, n, size)
+            krr = np.stack([self._kernel(m, rr, rr) for rr in r]) + noise * np.eye(size)
+            krt = np.stack([self._kernel(m, rr, targets) for rr in r])  # (B, size, T)
+            cross = jac.T @ kxr @ jr  # (B, p, p)
+            jrt = jr.transpose(0, 2, 1)
+            mm = s0 + cross + cross.transpose(0, 2, 1) + jrt @ krr @ jr
+            out[js] = mse(h + jrt @ jr, mm, q0 + jrt @ krt)
+        return base, out
+
+    def _pending(self, exclude: int | None = None) -> list[np.ndarray]:
+        """Law inputs of running trials' eval points not yet reported."""
+        out = []
+        for i, seen in self.running.items():
+            if i == exclude:
+                continue
+            pts = self.design.points(self.candidates[i])
+            done = max((row[-2] for row in seen), default=-math.inf)
+            out.append(pts[pts[:, -1] > done])
+        return out
+
+    def _lx(self, rows) -> np.ndarray:
+        return np.log(np.asarray(rows, dtype=float).reshape(-1, self.design.n_axes)) - self.shift
 
     def assess(self, ledger: Ledger | None = None) -> dict | None:
         """Score every candidate not yet run: expected variance reduction at the target per
@@ -156,38 +280,27 @@ class AdaptivePolicy(Policy):
         law = self.law()
         if law is None:
             return None
-        theta = self._theta(law)
+        m = self._model(law)
         k = self.design.n_axes
-        obs_x = np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k]
-        pending = [self.design.points(self.candidates[i]) for i in self.running]
-        rows = np.concatenate([obs_x, *pending]) if pending else obs_x
-        info, s2 = self._info(law, theta, rows)
-        info_seen, _ = self._info(law, theta, obs_x)
-        targets = self._targets(law)
-        g, _ = log_jacobian(theta, np.log(targets) - self.shift)
-        v_now = float(target_variance(info, g))
-        v_seen = float(target_variance(info_seen, g))
+        obs_x = self._lx(np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k])
+        pending = [self._lx(p) for p in self._pending()]
+        cond = np.concatenate([obs_x, *pending]) if pending else obs_x
+        targets = self._lx(self._targets(law))
         chosen = set(self.chosen)
         idx = [i for i in range(len(self.candidates)) if i not in chosen]
         if ledger is not None:
             idx = [i for i in idx if ledger.fits(self.cost(self.candidates[i]))]
-        gains = np.zeros(len(idx))
-        if idx:
-            batch = []
-            for i in idx:
-                jc, _ = log_jacobian(
-                    theta, np.log(self.design.points(self.candidates[i])) - self.shift
-                )
-                batch.append(info + jc.T @ jc / s2)
-            gains = v_now - target_variance(np.array(batch), g)
+        extras = [self._lx(self.design.points(self.candidates[i])) for i in idx]
+        v_now, after = self._fit_error(m, cond, targets, extras)
+        v_seen, _ = self._fit_error(m, obs_x, targets)
+        gains = np.maximum(v_now - after, 0.0)  # a harmful candidate is worth nothing
         costs = np.array([max(self.cost(self.candidates[i]), 1e-300) for i in idx])
         per_cost = gains / costs if idx else gains
         return {
             "law": law,
-            "theta": theta,
-            "info": info,
-            "s2": s2,
-            "g": g,
+            "model": m,
+            "cond": cond,
+            "targets": targets,
             "v_now": v_now,
             "v_seen": v_seen,
             "rel_sd": math.sqrt(max(v_seen, 0.0)),
@@ -215,6 +328,10 @@ class AdaptivePolicy(Policy):
             return None
         best = int(np.lexsort((a["cost"], -a["per_cost"]))[0])
         if not a["gain"][best] > 0:
+            if not self.running:
+                self.done_reason = "no candidate left is expected to reduce the target's error"
+                log.info("adaptive: stop, %s", self.done_reason)
+                self._record(a, None, ledger)
             return None
         i = a["index"][best]
         self._record(a, i, ledger)
@@ -265,10 +382,13 @@ class AdaptivePolicy(Policy):
             return False
         frac = 1.0 - samples_done / candidate.samples
         cost = max(self.cost(candidate) * frac, 1e-300)
-        # the trial's remaining rows are already counted in F as pending: value them by removal
-        jr, _ = log_jacobian(a["theta"], np.log(rest) - self.shift)
-        without = a["info"] - jr.T @ jr / a["s2"]
-        gain = float(target_variance(without, a["g"])) - a["v_now"]
+        # value the remaining rows by what they add to everything else (observed, other trials)
+        k = self.design.n_axes
+        obs_x = self._lx(np.array(self.observed, dtype=float).reshape(-1, k + 1)[:, :k])
+        others = [self._lx(p) for p in self._pending(exclude=i)]
+        cond = np.concatenate([obs_x, *others]) if others else obs_x
+        without, (with_rest,) = self._fit_error(a["model"], cond, a["targets"], [self._lx(rest)])
+        gain = without - with_rest
         stop = gain / cost < self.stop_ratio * float(np.max(a["per_cost"]))
         if stop:
             log.info(
@@ -300,6 +420,9 @@ class AdaptivePolicy(Policy):
                     for j in order
                 ],
                 "law": a["law"].to_dict()["params"],
+                "noise_sd": math.sqrt(a["model"]["noise"]),
+                "discrepancy_sd": math.sqrt(a["model"]["disc"]),
+                "discrepancy_length": a["model"]["length"],
             }
         )
 
@@ -338,3 +461,4 @@ class AdaptivePolicy(Policy):
         self.done_reason = state["done_reason"]
         self.decisions = list(state["decisions"])
         self._fit_cache = None
+        self._model_cache = None

@@ -1,0 +1,229 @@
+"""Budget to reach the grid's full-budget target error: adaptive vs grid, random, halving.
+
+Every policy replays the same pools (`scaler.allocation._replay`, the engine of `scaler replay`):
+it may only "run" rows of a pool, a row of a run costs only its increment over the run's rows
+already bought (earlier checkpoints come free), and the law is refitted (`JointLaw`) on the rows
+bought so far to predict the target.
+
+Pools:
+- oracle: a grid of models x data budgets, one run per model with its eval points at increasing
+  samples (`scaler.trial.oracle.oracle_points`: the oracle backend's law + seeded log-normal noise
+  per point), cost 6ND.  Several exponents and noise levels, including the seed paper's regime
+  where parameter scaling saturates (alpha 0.0-0.05) while data keeps paying.  Target: the
+  noiseless law at a point beyond the pool (10x the largest model, 10x its data: 100x the
+  compute of the largest run).
+- chinchilla: the points in tests/data (Hoffmann et al. via Besiroglu et al.) less the 5 highest
+  losses, as the authors (and bench_fit.py) do; N and D = C / 6N, cost C; the most expensive 10 %
+  held out as the target (its recorded losses).  Only `random` depends on the seed here.
+
+Measure (anytime): each policy runs once per seed (the pool's noise and the policy's seed) up to
+the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every step); at checkpoints
+(1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100 % of the pool's cost) the law is refitted on the rows
+bought within that budget.  Per case, the errors are medians over seeds.  The reference e* is the
+grid's median error with its full budget (every row).  A policy "reaches" it at the smallest
+checkpoint from which its median error stays <= (1 + --slack) e* at every later checkpoint (a
+lucky dip does not count; ">" = not reached).  Printed per case: e*, each policy's fraction and
+its median errors at 5/10/20 %; then the median fraction over cases; last, the ratio grid full
+budget / adaptive's fraction (the issue's goal: >= 10, i.e. <= 10 % of the grid's compute).
+A single seed's error at one target is noisy (the pool's noise moves it by about the error
+itself), hence the medians; read differences below ~30 % as ties.
+
+Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaler.allocation import Ledger, make_policy
+from scaler.allocation._replay import Pool, ReplayDesign, law_for, run_policy
+from scaler.spec import Oracle, OracleLaw
+from scaler.trial.oracle import oracle_points
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoch_extracted.csv"
+POLICIES = ("grid", "random", "halving", "adaptive")
+OPTIONS: dict[str, dict] = {}  # extra keyword arguments per policy (experiments)
+AT = (0.05, 0.1, 0.2)  # budgets at which errors are printed
+CHECKPOINTS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # refits here
+
+# name -> (law, noise)
+ORACLE_CASES = {
+    "balanced a.30 b.28 n.3%": ({"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}, 0.003),
+    "balanced a.30 b.28 n1%": ({"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}, 0.01),
+    "steep-N a.50 b.20 n.3%": ({"E": 0.40, "A": 300.0, "alpha": 0.50, "B": 8.0, "beta": 0.20}, 0.003),
+    "saturated a.05 b.30 n.3%": ({"E": 0.40, "A": 0.30, "alpha": 0.05, "B": 30.0, "beta": 0.30}, 0.003),
+    "saturated a.02 b.30 n1%": ({"E": 0.40, "A": 0.20, "alpha": 0.02, "B": 30.0, "beta": 0.30}, 0.01),
+    "saturated a.00 b.35 n.3%": ({"E": 0.50, "A": 0.10, "alpha": 0.0, "B": 40.0, "beta": 0.35}, 0.003),
+}  # fmt: skip
+MODELS = np.geomspace(1e5, 1e8, 8)  # parameters of the pool's models
+DATA_BUDGET = 10**9  # samples of every run; eval points log-spaced from DATA_BUDGET / 2^9
+EVAL_POINTS = 8
+
+
+def oracle_pool(law: dict, noise: float, seed: int):
+    oracle = Oracle(law=OracleLaw(**law), noise=noise)
+    schedule = [int(d) for d in np.geomspace(DATA_BUDGET / 2**9, DATA_BUDGET, EVAL_POINTS)]
+    rows = []
+    for m, n in enumerate(MODELS):
+        for p in oracle_points(oracle, n, DATA_BUDGET, schedule, seed * 1000 + m):
+            rows.append((n, p.samples, p.loss, p.flops, f"m{m}"))
+    n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
+    pool = Pool(np.c_[n, d], y, cost, run)
+    tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
+    ty = np.array(
+        [law["E"] + law["A"] * tx[0, 0] ** -law["alpha"] + law["B"] * tx[0, 1] ** -law["beta"]]
+    )
+    return pool, tx, ty
+
+
+def chinchilla_pool(held_fraction: float = 0.1, drop_outliers: bool = True):
+    df = pd.read_csv(DATA)
+    if drop_outliers:
+        df = df.sort_values("loss").iloc[:-5]  # as the authors (and bench_fit.py) do
+    n = df["Model Size"].to_numpy()
+    cost = df["Training FLOP"].to_numpy()
+    x, y = np.c_[n, cost / (6 * n)], df["loss"].to_numpy()
+    held = cost > np.quantile(cost, 1 - held_fraction)
+    return Pool(x[~held], y[~held], cost[~held]), x[held], y[held]
+
+
+def error(pool: Pool, rows: list[int], tx, ty) -> float:
+    if len(rows) <= 1 + 2 * pool.x.shape[1]:
+        return math.inf
+    try:
+        law = law_for(pool.x.shape[1]).fit(pool.x[rows], pool.y[rows])
+    except (ValueError, RuntimeError):
+        return math.inf
+    return float(np.mean(np.abs(law.predict(tx) - ty) / ty))
+
+
+def anytime(pool: Pool, tx, ty, policy: str, seed: int, max_fraction: float):
+    """[(budget fraction, target error)] at every checkpoint <= max_fraction of one run of
+    `policy`: the law refitted on the rows bought within that fraction."""
+    design = ReplayDesign(pool=pool)
+    total = pool.total_cost()
+    ledger = Ledger(flops_limit=max_fraction * total * (1 + 1e-12))
+    pol = make_policy(
+        policy, design.build(), seed, design=design, target=tx, **OPTIONS.get(policy, {})
+    )
+    states: list[tuple[float, list[int]]] = [(0.0, [])]
+
+    def step(c) -> None:
+        states.append((ledger.spent_flops / total, sorted(design.bought_rows)))
+
+    run_policy(pol, ledger, design.results, lambda c: design.paid[c], on_step=step)
+    curve = []
+    for f in CHECKPOINTS:
+        if f <= max_fraction + 1e-9:
+            rows = [r for s, r in states if s <= f + 1e-12][-1]
+            curve.append((f, error(pool, rows, tx, ty)))
+    return curve
+
+
+def reached(curve, threshold: float) -> float:
+    """Smallest checkpoint from which the error stays <= threshold (inf if never)."""
+    out = math.inf
+    for frac, err in reversed(curve):
+        if err > threshold:
+            break
+        out = frac
+    return out
+
+
+def at(curve, fraction: float) -> float:
+    """Error with `fraction` of the budget (a checkpoint)."""
+    errs = [e for f, e in curve if abs(f - fraction) < 1e-9]
+    return errs[-1] if errs else math.inf
+
+
+def fmt_frac(f: float, cap: float) -> str:
+    return f">{100 * cap:.0f}%" if not math.isfinite(f) else f"{100 * f:.1f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3, help="pool noise / policy seeds 0..K-1")
+    parser.add_argument("--max-fraction", type=float, default=0.3, help="longest adaptive run")
+    parser.add_argument("--slack", type=float, default=0.1, help="reach (1 + slack) * e*")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 oracle cases")
+    parser.add_argument("--no-chinchilla", action="store_true")
+    args = parser.parse_args()
+    seeds = range(2 if args.quick else args.seeds)
+    cases = [(f"oracle {name}", law, noise) for name, (law, noise) in ORACLE_CASES.items()]
+    if args.quick:
+        cases = [cases[0], cases[3], cases[4]]
+    if not args.no_chinchilla:
+        cases.append(("chinchilla top-10% held out", None, None))
+
+    print(
+        f"median over {len(seeds)} seeds of the target error after each budget; fraction of the "
+        f"pool's cost from which the median error stays <= {1 + args.slack:g} x e*, the grid's "
+        "error with its full budget"
+    )
+    head = f"{'case':32s} {'e*':>7s} " + " ".join(f"{p:>9s}" for p in POLICIES)
+    head += "  " + " ".join(f"{'err @' + str(int(100 * a)) + '% g/r/h/a':>25s}" for a in AT)
+    print(head)
+    fractions: dict[str, list[float]] = {p: [] for p in POLICIES}
+    seconds: dict[str, float] = {p: 0.0 for p in POLICIES}
+    equal: dict[tuple[str, float], list[float]] = {}  # (policy, budget) -> error / grid error
+    for name, law, noise in cases:
+        curves: dict[str, list] = {p: [] for p in POLICIES}
+        e_stars = []
+        for seed in seeds:
+            pool, tx, ty = chinchilla_pool() if law is None else oracle_pool(law, noise, seed)
+            e_stars.append(error(pool, list(range(len(pool.y))), tx, ty))
+            for p in POLICIES:
+                t = time.perf_counter()
+                cap = args.max_fraction if p == "adaptive" else 1.0
+                curves[p].append(anytime(pool, tx, ty, p, seed, cap))
+                seconds[p] += time.perf_counter() - t
+        e_star = statistics.median(e_stars)
+        row = f"{name:32s} {100 * e_star:6.3f}% "
+        errs = {}
+        for p in POLICIES:
+            fr = [f for f, _ in curves[p][0]]
+            med = [(f, statistics.median(c[j][1] for c in curves[p])) for j, f in enumerate(fr)]
+            frac = reached(med, (1 + args.slack) * e_star)
+            fractions[p].append(frac)
+            row += f"{fmt_frac(frac, args.max_fraction if p == 'adaptive' else 1.0):>9s} "
+            for a in AT:
+                errs[(p, a)] = at(med, a)
+        for p in POLICIES[1:]:
+            for a in AT:
+                equal.setdefault((p, a), []).append(errs[(p, a)] / errs[("grid", a)])
+        row += " " + " ".join(
+            "/".join(f"{100 * errs[(p, a)]:.2f}" for p in POLICIES).rjust(25) for a in AT
+        )
+        print(row, flush=True)
+
+    print()
+    print(f"median over the {len(cases)} cases (a case not reached counts as not reached):")
+    for p in POLICIES:
+        cap = args.max_fraction if p == "adaptive" else 1.0
+        hit = sum(math.isfinite(f) for f in fractions[p])
+        print(
+            f"  {p:9s} reaches e* at {fmt_frac(statistics.median(fractions[p]), cap):>6s} of the "
+            f"pool's cost (in {hit}/{len(cases)} cases); {seconds[p]:.0f} s"
+        )
+    for p in POLICIES[1:]:
+        rel = "  ".join(f"@{int(100 * a)}% {statistics.median(equal[(p, a)]):.2f}" for a in AT)
+        print(f"  at equal budget, {p} error / grid error (median over cases): {rel}")
+    adaptive = statistics.median(fractions["adaptive"])
+    print(
+        f"goal: adaptive <= 10% of the grid's compute; measured {fmt_frac(adaptive, args.max_fraction)}"
+    )
+    if math.isfinite(adaptive):
+        print(f"ratio {1.0 / adaptive:.2f}")  # the grid's full budget / adaptive's fraction
+    else:
+        print(f"ratio < {1.0 / args.max_fraction:.2f}")
+
+
+if __name__ == "__main__":
+    main()
