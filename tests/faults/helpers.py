@@ -65,6 +65,30 @@ def tune_results(trial_dir: Path) -> list[dict]:
     return results
 
 
+def sweep_paths(tmp_path: Path) -> tuple[Path, str, Path]:
+    """Where a test's sweep keeps its runs, its MLflow (sqlite) URI, and the driver's log."""
+    storage = tmp_path / "runs"
+    return storage, f"sqlite:///{storage / 'mlflow.db'}", tmp_path / "run.log"
+
+
+def start_run(spec: Path, storage: Path, log: Path, bootstrap: int = 0) -> subprocess.Popen:
+    """`scaler run SPEC` as a subprocess in its own process group, output to `log`."""
+    return start(["run", str(spec), "--storage", str(storage), "--bootstrap", str(bootstrap)], log)
+
+
+def assert_points_once(name: str, uri: str, trial_id: str, samples: list) -> None:
+    """MLflow holds one completed child run per trial, and the trial's eval points exactly once."""
+    import scaler
+
+    trials = scaler.trials(name, tracking_uri=uri)
+    assert trials["run_id"].is_unique
+    assert (trials["status"] == "completed").all(), trials[["trial_id", "status", "excluded"]]
+    points = scaler.points(name, tracking_uri=uri)
+    assert not points[["trial_id", "samples"]].duplicated().any()
+    mine = points[points["trial_id"] == trial_id].sort_values("samples")
+    assert mine["samples"].tolist() == samples
+
+
 def write_spec(path: Path, **overrides) -> Path:
     spec = {**ORACLE_SPEC, **overrides}
     path.write_text(yaml.safe_dump(spec))

@@ -11,7 +11,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import scaler
-from tests.faults.helpers import kill_group, run, slow_oracle, start, wait_for, write_spec
+from tests.faults.helpers import (
+    kill_group,
+    run,
+    slow_oracle,
+    start_run,
+    sweep_paths,
+    wait_for,
+    write_spec,
+)
 
 BUDGET = 3.0e16  # FLOPs: about half of the 12-candidate grid's 6.0e16
 
@@ -25,10 +33,8 @@ def test_adaptive_policy_resumes_after_driver_sigkill(tmp_path):
         budget={"flops": BUDGET},
         policy={"name": "adaptive", "target": {"compute": 6.0e18}},
     )
-    storage = tmp_path / "runs"
-    uri = f"sqlite:///{storage / 'mlflow.db'}"
-    log = tmp_path / "run.log"
-    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "5"], log)
+    storage, uri, log = sweep_paths(tmp_path)
+    proc = start_run(spec, storage, log, bootstrap=5)
     try:
         wait_for(log, "trials done 5 ", proc, timeout=240)
         proc.send_signal(signal.SIGKILL)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import signal
 
 import scaler
-from tests.faults.helpers import kill_group, run, slow_oracle, start, wait_for, write_spec
+from tests.faults.helpers import (
+    kill_group,
+    run,
+    slow_oracle,
+    start_run,
+    sweep_paths,
+    wait_for,
+    write_spec,
+)
 
 
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
@@ -15,10 +23,8 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
         name="faults-driver",
         oracle=slow_oracle(1.5),
     )
-    storage = tmp_path / "runs"
-    uri = f"sqlite:///{storage / 'mlflow.db'}"
-    log = tmp_path / "run.log"
-    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "5"], log)
+    storage, uri, log = sweep_paths(tmp_path)
+    proc = start_run(spec, storage, log, bootstrap=5)
     try:
         wait_for(log, "trials done 3 ", proc, timeout=180)
         proc.send_signal(signal.SIGKILL)  # the driver only; its Ray dies with it or is reaped below

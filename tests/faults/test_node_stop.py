@@ -16,6 +16,7 @@ import scaler
 from scaler.localcluster import LocalCluster
 from tests.faults.helpers import (
     ORACLE_SPEC,
+    assert_points_once,
     assert_retried_from_checkpoint,
     scaler_cmd,
     tune_results,
@@ -99,11 +100,5 @@ def test_worker_node_stopped_mid_trial_retries_on_the_head_from_checkpoint(tmp_p
     samples = [r["samples"] for r in results]
     assert len(samples) == EVAL_POINTS
 
-    trials = scaler.trials("faults-node", tracking_uri=uri)
-    assert len(trials) == 2 and trials["run_id"].is_unique
-    assert (trials["status"] == "completed").all(), trials[["trial_id", "status", "excluded"]]
-    points = scaler.points("faults-node", tracking_uri=uri)
-    assert points[points["trial_id"] == trial_id].sort_values("samples")["samples"].tolist() == (
-        samples
-    )
-    assert not points[["trial_id", "samples"]].duplicated().any()
+    assert len(scaler.trials("faults-node", tracking_uri=uri)) == 2
+    assert_points_once("faults-node", uri, trial_id, samples)

@@ -13,10 +13,12 @@ import pytest
 
 import scaler
 from tests.faults.helpers import (
+    assert_points_once,
     assert_retried_from_checkpoint,
     kill_group,
     slow_oracle,
-    start,
+    start_run,
+    sweep_paths,
     tune_results,
     wait_for,
     write_spec,
@@ -51,10 +53,8 @@ def test_trial_worker_sigkill_retries_from_checkpoint_in_same_run(tmp_path):
         budget={"trials": 2},
         resources={"cpus_per_trial": 0.5, "concurrency": 1},  # one trial process at a time
     )
-    storage = tmp_path / "runs"
-    uri = f"sqlite:///{storage / 'mlflow.db'}"
-    log = tmp_path / "run.log"
-    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
+    storage, uri, log = sweep_paths(tmp_path)
+    proc = start_run(spec, storage, log)
     try:
         trial_id, killed, before = _kill_mid_trial(
             storage / "faults-worker", proc, timeout=120, points=EVAL_POINTS
@@ -74,13 +74,9 @@ def test_trial_worker_sigkill_retries_from_checkpoint_in_same_run(tmp_path):
     assert len(samples) == EVAL_POINTS
 
     # MLflow: one child run per trial, the killed trial's points all there exactly once
-    trials = scaler.trials("faults-worker", tracking_uri=uri)
-    assert len(trials) == 2 and trials["run_id"].is_unique
-    assert (trials["status"] == "completed").all(), trials[["trial_id", "status", "excluded"]]
-    points = scaler.points("faults-worker", tracking_uri=uri)
-    mine = points[points["trial_id"] == trial_id].sort_values("samples")
-    assert mine["samples"].tolist() == samples
-    assert len(points) == 2 * EVAL_POINTS and not points[["trial_id", "samples"]].duplicated().any()
+    assert len(scaler.trials("faults-worker", tracking_uri=uri)) == 2
+    assert_points_once("faults-worker", uri, trial_id, samples)
+    assert len(scaler.points("faults-worker", tracking_uri=uri)) == 2 * EVAL_POINTS
 
 
 @pytest.mark.slow
@@ -96,11 +92,9 @@ def test_trial_worker_killed_past_the_retry_limit_is_failed_and_excluded(tmp_pat
         budget={"trials": 2},
         resources={"cpus_per_trial": 0.5, "concurrency": 1},
     )
-    storage = tmp_path / "runs"
-    uri = f"sqlite:///{storage / 'mlflow.db'}"
-    log = tmp_path / "run.log"
+    storage, uri, log = sweep_paths(tmp_path)
     experiment = storage / "faults-worker-limit"
-    proc = start(["run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
+    proc = start_run(spec, storage, log)
     try:
         trial_id, pid, _ = _kill_mid_trial(experiment, proc, timeout=120, points=8)
         killed = [pid]
