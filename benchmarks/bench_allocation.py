@@ -28,7 +28,16 @@ budget / adaptive's fraction (the issue's goal: >= 10, i.e. <= 10 % of the grid'
 A single seed's error at one target is noisy (the pool's noise moves it by about the error
 itself), hence the medians; read differences below ~30 % as ties.
 
+Bound (oracle pools, no noise drawn): what any policy could reach.  To first order, the fitted
+law's log-error at the target has sd  sigma * sqrt(g (J^T J)^-1 g^T)  (J: d log L / d theta at the
+rows bought, g: at the target, sigma: the relative noise), so the ratio of that sd for a design to
+the sd for the whole grid needs no simulation.  Per case, the best design within 5/10/20/30 % of
+the pool's cost (runs bought as prefixes, i.e. a run stopped after its k-th eval point; found by
+coordinate descent from 81 starts with the true law) is printed as that ratio: a policy "reaches
+e*" at budget f only if the ratio at f is <= 1 + slack.
+
 Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
+      [--bound-only]
 """
 
 from __future__ import annotations
@@ -41,8 +50,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 
 from scaler.allocation import Ledger, make_policy
+from scaler.allocation._adaptive import log_jacobian
 from scaler.allocation._replay import Pool, ReplayDesign, law_for, run_policy
 from scaler.spec import Oracle, OracleLaw
 from scaler.trial.oracle import oracle_points
@@ -51,6 +62,8 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoc
 POLICIES = ("grid", "random", "halving", "adaptive")
 OPTIONS: dict[str, dict] = {}  # extra keyword arguments per policy (experiments)
 AT = (0.05, 0.1, 0.2)  # budgets at which errors are printed
+BOUND_AT = (0.05, 0.1, 0.2, 0.3)  # budgets at which the best design is searched
+DESIGN_AT = 0.1  # budget at which each policy's design is scored against the bound
 CHECKPOINTS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)  # refits here
 
 # name -> (law, noise)
@@ -83,6 +96,87 @@ def oracle_pool(law: dict, noise: float, seed: int):
     return pool, tx, ty
 
 
+def target_variance(law: dict):
+    """The oracle pool of `law` and var(w) -> (g M(w)^-1 g^T, its gradient in w), the first-order
+    variance of the fitted law's log-error at the target (in units of the noise variance) when
+    row i is observed with weight w_i: M(w) = sum_i w_i J_i^T J_i (module docstring, "Bound")."""
+    pool, tx, _ = oracle_pool(law, 0.0, 0)
+    theta = np.array([law["E"], math.log(law["A"]), math.log(law["B"]), law["alpha"], law["beta"]])
+    jac, _ = log_jacobian(theta, np.log(pool.x))
+    g = log_jacobian(theta, np.log(tx))[0][0]
+
+    def var(w: np.ndarray) -> tuple[float, np.ndarray]:
+        u = np.linalg.solve(jac.T @ (w[:, None] * jac) + 1e-12 * np.eye(len(theta)), g)
+        return float(g @ u), -((jac @ u) ** 2)
+
+    return pool, var
+
+
+def design_sd(law: dict, rows: list[int]) -> float:
+    """First-order target-error sd of a fit on `rows` / that of a fit on the whole grid."""
+    pool, var = target_variance(law)
+    w = np.zeros(len(pool.y))
+    w[rows] = 1.0
+    return math.sqrt(var(w)[0] / var(np.ones(len(pool.y)))[0]) if len(rows) > 5 else math.inf
+
+
+def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int]]]:
+    """budget -> (lower bound, best design found, its eval points per model): target-error sd
+    ratios to the whole grid on the oracle pool of `law` (module docstring, "Bound")."""
+    pool, var = target_variance(law)
+    runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(len(MODELS))]
+    runs = [r[np.argsort(pool.x[r, 1])] for r in runs]  # each run's rows by samples
+    total = pool.total_cost()
+    step = np.zeros(len(pool.y))  # each row's increment over the row before it in its run
+    for r in runs:
+        step[r] = np.diff(pool.cost[r], prepend=0.0) / total
+
+    def prefix(ks) -> np.ndarray:
+        w = np.zeros(len(pool.y))
+        for r, k in zip(runs, ks, strict=True):
+            w[r[:k]] = 1.0
+        return w
+
+    full = var(np.ones(len(pool.y)))[0]
+    out = {}
+    for budget in budgets:
+        # lower bound: any rows (not only prefixes), each at its increment's cost, in fractions:
+        # a convex problem containing every prefix design, so its minimum bounds them all
+        relaxed = minimize(
+            lambda w: tuple(v / full for v in var(w)),
+            np.full(len(step), budget),
+            jac=True,
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] * len(step),
+            constraints=[
+                {"type": "ineq", "fun": lambda w, b=budget: b - step @ w, "jac": lambda w: -step}
+            ],
+            options={"maxiter": 500, "ftol": 1e-12},
+        )
+        # achievable: prefix designs by coordinate descent from 81 starts (the j smallest models
+        # in full, k eval points of the rest)
+        best, best_v = None, math.inf
+        for j in range(len(runs) + 1):
+            for k in range(EVAL_POINTS + 1):
+                ks = [EVAL_POINTS] * j + [k] * (len(runs) - j)
+                if step @ prefix(ks) > budget:
+                    continue
+                v, improved = var(prefix(ks))[0], True
+                while improved:
+                    improved = False
+                    for m in range(len(runs)):
+                        for k2 in range(EVAL_POINTS + 1):
+                            t = [*ks[:m], k2, *ks[m + 1 :]]
+                            vt = var(prefix(t))[0] if step @ prefix(t) <= budget else math.inf
+                            if vt < v * (1 - 1e-9):
+                                ks, v, improved = t, vt, True
+                if v < best_v:
+                    best, best_v = ks, v
+        lower = math.sqrt(relaxed.fun) if relaxed.success else math.nan
+        out[budget] = (lower, math.sqrt(best_v / full), best)
+    return out
+
+
 def chinchilla_pool(held_fraction: float = 0.1, drop_outliers: bool = True):
     df = pd.read_csv(DATA)
     if drop_outliers:
@@ -106,7 +200,7 @@ def error(pool: Pool, rows: list[int], tx, ty) -> float:
 
 def anytime(pool: Pool, tx, ty, policy: str, seed: int, max_fraction: float):
     """[(budget fraction, target error)] at every checkpoint <= max_fraction of one run of
-    `policy`: the law refitted on the rows bought within that fraction."""
+    `policy`: the law refitted on the rows bought within that fraction; and {fraction: rows}."""
     design = ReplayDesign(pool=pool)
     total = pool.total_cost()
     ledger = Ledger(flops_limit=max_fraction * total * (1 + 1e-12))
@@ -119,12 +213,12 @@ def anytime(pool: Pool, tx, ty, policy: str, seed: int, max_fraction: float):
         states.append((ledger.spent_flops / total, sorted(design.bought_rows)))
 
     run_policy(pol, ledger, design.results, lambda c: design.paid[c], on_step=step)
-    curve = []
+    curve, bought = [], {}
     for f in CHECKPOINTS:
         if f <= max_fraction + 1e-9:
-            rows = [r for s, r in states if s <= f + 1e-12][-1]
-            curve.append((f, error(pool, rows, tx, ty)))
-    return curve
+            bought[f] = [r for s, r in states if s <= f + 1e-12][-1]
+            curve.append((f, error(pool, bought[f], tx, ty)))
+    return curve, bought
 
 
 def reached(curve, threshold: float) -> float:
@@ -147,6 +241,33 @@ def fmt_frac(f: float, cap: float) -> str:
     return f">{100 * cap:.0f}%" if not math.isfinite(f) else f"{100 * f:.1f}%"
 
 
+def print_bound(cases, slack: float) -> dict[str, dict]:
+    """Print (and return, per oracle case) `design_bound` at BOUND_AT."""
+    print(
+        "bound: target-error sd within each budget / the whole grid's (first order, true law): "
+        "lower bound for any design, best prefix design found [eval points per model]; "
+        f"reaching e* needs <= {1 + slack:g}"
+    )
+    by_case = {}
+    for name, law, _ in cases:
+        if law is None:
+            continue
+        b = by_case[name] = design_bound(law, BOUND_AT)
+        print(
+            f"  {name:32s} "
+            + "  ".join(f"@{100 * f:.0f}% >={lo:.2f} {r:.2f} {ks}" for f, (lo, r, ks) in b.items())
+        )
+    print(
+        "  median over the oracle cases: "
+        + "  ".join(
+            f"@{100 * f:.0f}% >={statistics.median(b[f][0] for b in by_case.values()):.2f} "
+            f"{statistics.median(b[f][1] for b in by_case.values()):.2f}"
+            for f in BOUND_AT
+        )
+    )
+    return by_case
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3, help="pool noise / policy seeds 0..K-1")
@@ -154,6 +275,7 @@ def main() -> None:
     parser.add_argument("--slack", type=float, default=0.1, help="reach (1 + slack) * e*")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3 oracle cases")
     parser.add_argument("--no-chinchilla", action="store_true")
+    parser.add_argument("--bound-only", action="store_true", help="only the best-design bound")
     args = parser.parse_args()
     seeds = range(2 if args.quick else args.seeds)
     cases = [(f"oracle {name}", law, noise) for name, (law, noise) in ORACLE_CASES.items()]
@@ -161,6 +283,9 @@ def main() -> None:
         cases = [cases[0], cases[3], cases[4]]
     if not args.no_chinchilla:
         cases.append(("chinchilla top-10% held out", None, None))
+    if args.bound_only:
+        print_bound(cases, args.slack)
+        return
 
     print(
         f"median over {len(seeds)} seeds of the target error after each budget; fraction of the "
@@ -173,17 +298,22 @@ def main() -> None:
     fractions: dict[str, list[float]] = {p: [] for p in POLICIES}
     seconds: dict[str, float] = {p: 0.0 for p in POLICIES}
     equal: dict[tuple[str, float], list[float]] = {}  # (policy, budget) -> error / grid error
+    designs: dict[str, dict[str, float]] = {}  # oracle case -> policy -> design sd ratio
     for name, law, noise in cases:
         curves: dict[str, list] = {p: [] for p in POLICIES}
         e_stars = []
+        sds: dict[str, list[float]] = {p: [] for p in POLICIES}  # design sd ratios at DESIGN_AT
         for seed in seeds:
             pool, tx, ty = chinchilla_pool() if law is None else oracle_pool(law, noise, seed)
             e_stars.append(error(pool, list(range(len(pool.y))), tx, ty))
             for p in POLICIES:
                 t = time.perf_counter()
                 cap = args.max_fraction if p == "adaptive" else 1.0
-                curves[p].append(anytime(pool, tx, ty, p, seed, cap))
+                curve, bought = anytime(pool, tx, ty, p, seed, cap)
+                curves[p].append(curve)
                 seconds[p] += time.perf_counter() - t
+                if law is not None:
+                    sds[p].append(design_sd(law, bought[DESIGN_AT]))
         e_star = statistics.median(e_stars)
         row = f"{name:32s} {100 * e_star:6.3f}% "
         errs = {}
@@ -202,6 +332,20 @@ def main() -> None:
             "/".join(f"{100 * errs[(p, a)]:.2f}" for p in POLICIES).rjust(25) for a in AT
         )
         print(row, flush=True)
+        if law is not None:
+            designs[name] = {p: statistics.median(v) for p, v in sds.items()}
+
+    print()
+    bounds = print_bound(cases, args.slack)
+    print(
+        f"design quality at {100 * DESIGN_AT:.0f}%, noise-free: first-order target-error sd of the "
+        "rows each policy bought / the whole grid's (median over seeds)"
+    )
+    print(f"  {'case':32s} " + " ".join(f"{p:>9s}" for p in (*POLICIES, "best", "bound")))
+    for name, d in designs.items():
+        lower, best, _ = bounds[name][DESIGN_AT]
+        cells = [*(d[p] for p in POLICIES), best, lower]
+        print(f"  {name:32s} " + " ".join(f"{v:9.2f}" for v in cells))
 
     print()
     print(f"median over the {len(cases)} cases (a case not reached counts as not reached):")
