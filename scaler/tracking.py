@@ -206,8 +206,9 @@ class SweepTracker:
             "budget.flops_spent": record["flops_spent"],
         }
         decision = record.get("decision") or {}
-        if decision.get("target_rel_sd") is not None:
-            values["alloc.target_rel_sd"] = decision["target_rel_sd"]
+        for key in ("target_rel_sd", "target_rel_sd_bootstrap"):
+            if decision.get(key) is not None:
+                values[f"alloc.{key}"] = decision[key]
         if decision.get("top"):
             values["alloc.best_gain_per_flop"] = decision["top"][0]["gain_per_cost"]
         finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}

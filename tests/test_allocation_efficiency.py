@@ -1,6 +1,7 @@
 """Adaptive vs grid at equal budget on a seeded oracle pool (benchmarks/bench_allocation.py in
 small): the adaptive policy's design must be at least as informative about the target as the
-grid's, and its fitted law's target error must match the grid's within a stated margin."""
+grid's, and its fitted law's target error must match the grid's within a stated margin.  And the
+tolerance stop: where the first-order sd is too optimistic, the bootstrap keeps the sweep going."""
 
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ BUDGET = 0.1  # of the pool's cost
 ERROR_MARGIN = 1.25  # adaptive's mean target error may exceed the grid's by at most 25 %
 
 
-def pool(seed: int):
+def pool(seed: int, law: dict = LAW, noise: float = NOISE):
     """8 models x 8 eval points of one run each (cost 6ND, a run's rows cost increments);
     target: the noiseless law at 10x the largest model and 10x its data."""
-    oracle = Oracle(law=OracleLaw(**LAW), noise=NOISE)
+    oracle = Oracle(law=OracleLaw(**law), noise=noise)
     schedule = [int(d) for d in np.geomspace(SAMPLES / 2**9, SAMPLES, 8)]
     rows = [
         (n, p.samples, p.loss, p.flops, f"m{m}")
@@ -30,7 +31,7 @@ def pool(seed: int):
     ]
     n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
     tx = np.array([[10 * MODELS[-1], 10 * SAMPLES]])
-    ty = LAW["E"] + LAW["A"] * tx[:, 0] ** -LAW["alpha"] + LAW["B"] * tx[:, 1] ** -LAW["beta"]
+    ty = law["E"] + law["A"] * tx[:, 0] ** -law["alpha"] + law["B"] * tx[:, 1] ** -law["beta"]
     return Pool(np.c_[n, d], y, cost, run), tx, ty
 
 
@@ -70,3 +71,19 @@ def test_adaptive_target_error_matches_the_grid_at_equal_budget(runs):
     grid = np.mean([g.target_mape for _, _, g, _ in runs])
     adaptive = np.mean([a.target_mape for _, _, _, a in runs])
     assert adaptive <= ERROR_MARGIN * grid, (adaptive, grid)
+
+
+def test_bootstrap_vetoes_a_tolerance_stop_the_first_order_sd_would_make_too_early():
+    """Parameter scaling nearly saturated (alpha 0.02) with 1 % noise: the law is far from linear
+    in its parameters, and on this seed the first-order sd falls below the tolerance after a few
+    cheap runs whose fit misses the target by more than twice the tolerance.  The bootstrap must
+    see the larger spread and keep buying."""
+    saturated = {"E": 0.40, "A": 0.20, "alpha": 0.02, "B": 30.0, "beta": 0.30}
+    p, tx, ty = pool(1, saturated, 0.01)
+    tolerance = 0.012
+    trusting = replay(
+        p, tx, ty, policy="adaptive", budget=0.1, seed=1, tolerance=tolerance, confirm_bootstrap=0
+    )
+    confirming = replay(p, tx, ty, policy="adaptive", budget=0.1, seed=1, tolerance=tolerance)
+    assert trusting.spent_fraction < 0.02 and trusting.target_mape > 2 * tolerance
+    assert confirming.spent_fraction > 2 * trusting.spent_fraction

@@ -192,8 +192,10 @@ def replay(
     seed: int = 0,
     trajectory: bool = False,
     tolerance: float | None = None,
+    **options,
 ) -> ReplayResult:
-    """Run `policy` on `pool` with `budget` (a fraction of the pool's total cost)."""
+    """Run `policy` on `pool` with `budget` (a fraction of the pool's total cost); `options` go
+    to the policy (`make_policy`)."""
     from scaler.allocation import make_policy
 
     if not 0 < budget <= 1:
@@ -202,7 +204,9 @@ def replay(
     candidates = design.build()
     total = pool.total_cost()
     ledger = Ledger(flops_limit=budget * total * (1 + 1e-12))
-    pol = make_policy(policy, candidates, seed, design=design, target=target_x, tolerance=tolerance)
+    pol = make_policy(
+        policy, candidates, seed, design=design, target=target_x, tolerance=tolerance, **options
+    )
     traj: list[tuple[float, float]] = []
 
     def step(c: Candidate) -> None:

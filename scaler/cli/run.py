@@ -61,6 +61,8 @@ def describe_decision(d: dict) -> str:
     """One line for an adaptive decision: the target's uncertainty, what runs next and why."""
     sd = d.get("target_rel_sd")
     head = f"allocation: target rel. sd {100 * sd:.2f}%" if sd is not None else "allocation:"
+    if d.get("target_rel_sd_bootstrap") is not None:
+        head += f" (bootstrap {100 * d['target_rel_sd_bootstrap']:.2f}%)"
     if d.get("stop"):
         return f"{head}; sweep stops: {d['stop']}"
     chosen = d.get("chosen") or {}
