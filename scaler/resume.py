@@ -77,6 +77,6 @@ def restore_tuner(experiment_dir: Path, trainable, searcher, callback):
     )
     internal = tuner._local_tuner
     internal._tune_config.search_alg = searcher
-    internal._tune_config.scheduler = PolicyStopper(searcher.should_stop)
+    internal._tune_config.scheduler = PolicyStopper(searcher.should_stop, searcher.on_tune_trial)
     internal.get_run_config().callbacks = [callback]
     return tuner

@@ -176,7 +176,7 @@ def run_sweep(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=PolicyStopper(searcher.should_stop),
+            scheduler=PolicyStopper(searcher.should_stop, searcher.on_tune_trial),
             num_samples=-1,
             max_concurrent_trials=safe_concurrency(spec),  # multi-worker trials: no deadlock
             reuse_actors=True,

@@ -103,3 +103,52 @@ def test_make_searcher_turns_compute_budgets_into_isoflop_trials():
     assert len(configs) == 4
     for c in configs:
         assert 6 * c["params"]["n_params"] * c["samples"] == pytest.approx(c["compute"], rel=1e-6)
+
+
+def grid_searcher():
+    from scaler.tune.searcher import PolicySearcher
+
+    return PolicySearcher(GridPolicy(candidates()), Ledger(trials_limit=6))
+
+
+def test_searcher_restores_from_its_backup_when_tunes_copy_is_truncated(tmp_path):
+    """A driver killed while Tune copies its state to storage can leave the searcher's file
+    empty: the copy beside it must be used, and the sweep must go on where it was."""
+    first = grid_searcher()
+    done = [first.suggest(f"t{i}") for i in range(3)]
+    state = tmp_path / "searcher-state-x.pkl"
+    first.save(str(state))
+    state.write_bytes(b"")  # what the kill left behind
+    resumed = grid_searcher()
+    resumed.restore(str(state))
+    for i in range(3):
+        resumed.on_tune_trial(f"t{i}", done[i], finished=False)
+    assert resumed.suggest("t3") not in done
+    assert resumed.ledger.started == 4
+
+    (tmp_path / "scaler-searcher-state.pkl").write_bytes(b"\x80")  # both copies unreadable
+    with pytest.raises(RuntimeError, match=r"searcher state: neither .* can be read"):
+        grid_searcher().restore(str(state))
+
+
+def test_searcher_reconciles_with_the_trials_tune_restored(tmp_path):
+    """The searcher's state may be a checkpoint older or newer than Tune's trial list: a trial
+    it started that Tune lost is run again, one Tune has that it never started is not repeated."""
+    first = grid_searcher()
+    configs = [first.suggest(f"t{i}") for i in range(3)]  # t0 done, t1 running, t2 not in Tune
+    first.on_trial_complete("t0", {"flops": 1.0})
+    state = tmp_path / "searcher-state-x.pkl"
+    first.save(str(state))
+    resumed = grid_searcher()
+    resumed.restore(str(state))
+    fourth = [c.config() for c in candidates()][3]  # Tune had already started it as t3
+    resumed.on_tune_trial("t0", configs[0], finished=True)
+    resumed.on_tune_trial("t1", configs[1], finished=False)
+    resumed.on_tune_trial("t3", fourth, finished=False)
+    nxt = [resumed.suggest(f"n{i}") for i in range(3)]
+    assert nxt[0] == configs[2]  # t2's candidate again, under a new trial id
+    all_configs = [c.config() for c in candidates()]
+    assert nxt[1:] == all_configs[4:6]  # the grid goes on, skipping t3's candidate
+    assert resumed.suggest("n3") is resumed.FINISHED
+    assert sorted(resumed.ledger.running) == ["n0", "n1", "n2", "t1", "t3"]
+    assert resumed.ledger.started == 6  # t0, t1, t3 and n0-n2: t2 was cancelled

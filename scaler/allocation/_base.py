@@ -92,6 +92,11 @@ class Ledger:
         self.running[trial_id] = estimate
         self.started += 1
 
+    def cancel(self, trial_id: str) -> None:
+        """Forget a started trial that never ran (nothing spent)."""
+        if self.running.pop(trial_id, None) is not None:
+            self.started -= 1
+
     def finish(self, trial_id: str, flops: float | None, device_seconds: float | None) -> None:
         estimate = self.running.pop(trial_id, 0.0)
         self.spent_flops += estimate if flops is None else flops

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import pickle
 
 from ray.tune.search import Searcher
@@ -11,12 +13,21 @@ from scaler.allocation import Candidate, Ledger, Policy
 
 log = logging.getLogger(__name__)
 
+BACKUP = "scaler-searcher-state.pkl"  # a second copy of the state, beside Tune's
+
 
 class PolicySearcher(Searcher):
     """Adapter: `suggest` -> `policy.propose(ledger)`; completions settle the ledger.
 
     Its state (policy + ledger + which candidate each trial runs) is saved with the experiment
     and restored by `Tuner.restore`, so a resumed sweep neither repeats nor double-spends.
+
+    A driver killed while Tune copies its state to storage can leave the searcher's file
+    truncated; the state is then read from a second copy (`BACKUP`).  That copy may be one
+    checkpoint (~1 s) older or newer than Tune's trial list, so after a restore the searcher
+    reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
+    started that Tune does not know is run again under a new id, and a trial Tune knows that it
+    did not start is adopted (not proposed a second time).
     """
 
     def __init__(self, policy: Policy, ledger: Ledger):
@@ -25,9 +36,21 @@ class PolicySearcher(Searcher):
         self.ledger = ledger
         self.assigned: dict[str, Candidate] = {}
         self.spent: dict[str, float] = {}  # trial id -> FLOPs (estimate while it runs)
+        self.tune_trials: dict[str, tuple[dict, bool]] | None = None  # after a restore
+        self.requeue: list[Candidate] = []  # started here, unknown to Tune: run again
+        self.adopted: list[Candidate] = []  # known to Tune, not started here: do not repeat
 
     def suggest(self, trial_id: str):
-        candidate = self.policy.propose(self.ledger)
+        if self.tune_trials is not None:
+            self.reconcile(self.tune_trials)
+            self.tune_trials = None
+        if self.requeue:
+            candidate = self.requeue.pop(0)
+        else:
+            candidate = self.policy.propose(self.ledger)
+            while candidate is not None and candidate in self.adopted:
+                self.adopted.remove(candidate)  # already running under a trial Tune restored
+                candidate = self.policy.propose(self.ledger)
         if candidate is None:
             # None: Tune asks again after the next result (halving waits for a rung to fill,
             # adaptive for the law to move); FINISHED: the policy has nothing more to run
@@ -97,9 +120,57 @@ class PolicySearcher(Searcher):
         self.spent = state.get("spent", {})
 
     def save(self, checkpoint_path: str) -> None:
+        data = pickle.dumps(self.get_state())
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
+            f.write(data)
+        backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
+        with open(backup + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(backup + ".tmp", backup)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
+        """Tune's copy of the state, or the backup beside it if that one is unreadable."""
+        backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
+        for i, path in enumerate((checkpoint_path, backup)):
+            try:
+                with open(path, "rb") as f:
+                    state = pickle.load(f)  # our own file, in the sweep's own storage
+                break
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                if i == 1:
+                    raise RuntimeError(
+                        f"searcher state: neither {checkpoint_path} nor {path} can be read "
+                        f"({type(exc).__name__}); the sweep cannot resume without repeating trials"
+                    ) from exc
+                log.warning("searcher state %s unreadable (%r); using %s", path, exc, backup)
+        self.set_state(state)
+        self.tune_trials = {}
+
+    # --- reconciling with Tune's trials after a restore ------------------------------------
+    def on_tune_trial(self, trial_id: str, config: dict, finished: bool) -> None:
+        """Tune (re-)added a trial (called by `PolicyStopper.on_trial_add`)."""
+        if self.tune_trials is not None:
+            self.tune_trials[trial_id] = (config, finished)
+
+    def reconcile(self, tune_trials: dict[str, tuple[dict, bool]]) -> None:
+        for trial_id in list(self.ledger.running):
+            if trial_id not in tune_trials and trial_id in self.assigned:
+                log.warning("trial %s was started but Tune does not know it: run again", trial_id)
+                self.ledger.cancel(trial_id)
+                self.spent.pop(trial_id, None)
+                self.requeue.append(self.assigned.pop(trial_id))
+        by_config = {json.dumps(c.config(), sort_keys=True): c for c in self.policy.candidates}
+        for trial_id, (config, finished) in tune_trials.items():
+            if trial_id in self.assigned:
+                continue
+            candidate = by_config.get(json.dumps(config, sort_keys=True))
+            if candidate is None:
+                log.warning("trial %s (%s) is not a candidate of this policy", trial_id, config)
+                continue
+            log.warning("trial %s was not started here but Tune knows it: adopted", trial_id)
+            self.assigned[trial_id] = candidate
+            self.spent[trial_id] = candidate.flops
+            self.adopted.append(candidate)
+            self.ledger.start(trial_id, candidate.flops)
+            if finished:
+                self.ledger.finish(trial_id, None, None)

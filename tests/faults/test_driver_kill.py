@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 import scaler
 from tests.faults.helpers import (
     kill_group,
@@ -17,7 +19,13 @@ from tests.faults.helpers import (
 )
 
 
-def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize(
+    "truncated",
+    [False, pytest.param(True, marks=pytest.mark.slow, id="searcher-state-truncated")],
+)
+def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, truncated):
+    """truncated: the kill also caught Tune copying the searcher's state to storage (seen once
+    under load: an empty searcher-state file), so the searcher resumes from its backup copy."""
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
@@ -34,10 +42,16 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     before = scaler.trials("faults-driver", tracking_uri=uri)
     assert 3 <= len(before) < 12, "the kill must land mid-sweep"
+    if truncated:
+        states = list((storage / "faults-driver").glob("searcher-state-*.pkl"))
+        assert states
+        for path in states:
+            path.write_bytes(b"")
 
     done = run(["resume", "faults-driver", "--storage", str(storage), "--bootstrap", "5"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "12 trials (0 failed)" in done.stdout
+    assert ("unreadable" in done.stderr) == truncated  # the backup was used only when needed
 
     trials = scaler.trials("faults-driver", tracking_uri=uri)
     assert len(trials) == 12  # one child run per trial: none lost, none duplicated
