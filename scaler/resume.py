@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 from scaler.secrets import redact_uri
@@ -57,6 +58,40 @@ def start_or_resume(tracker, spec: SweepSpec, *, resume: bool) -> str:
     return tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())
 
 
+def readable(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            pickle.load(f)  # Tune's own state file, in the sweep's own storage
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return False
+    return True
+
+
+def recover_callback_state(experiment_dir: Path, callback) -> None:
+    """A driver killed while Tune copied its state to storage can leave the callbacks' file
+    truncated, and Tune would fail to resume: drop it and load the callback's state from the
+    searcher's backup (saved by Tune together with it: `PolicySearcher.save`)."""
+    from scaler.tune.searcher import BACKUP
+
+    bad = [p for p in experiment_dir.glob("callback-states-*.pkl") if not readable(p)]
+    if not bad:
+        return
+    backup = experiment_dir / BACKUP
+    state = None
+    if readable(backup):
+        with open(backup, "rb") as f:
+            state = pickle.load(f).get("companion")
+    if state is None:
+        raise SpecError(
+            f"sweep {experiment_dir.name}: {bad[0]} cannot be read and there is no backup of it "
+            f"({backup}); the sweep cannot resume without losing its fitted points"
+        )
+    log.warning("%s unreadable; the callback's state comes from %s", bad[0].name, backup.name)
+    for p in bad:
+        p.unlink()
+    callback.set_state(state)
+
+
 def restore_tuner(experiment_dir: Path, trainable, searcher, callback):
     """`Tuner.restore` of the experiment, or None if there is nothing to restore.
 
@@ -72,6 +107,7 @@ def restore_tuner(experiment_dir: Path, trainable, searcher, callback):
     if not tune.Tuner.can_restore(str(experiment_dir)):
         log.warning("no Tune experiment at %s to restore; starting it afresh", experiment_dir)
         return None
+    recover_callback_state(experiment_dir, callback)
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True
     )

@@ -171,6 +171,7 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.resolved()), resources
     )
+    searcher.companion = callback  # its state is backed up with the searcher's
     tuner = restore_tuner(storage / spec.name, trainable, searcher, callback) if resume else None
     tuner = tuner or tune.Tuner(
         trainable,

@@ -23,7 +23,9 @@ class PolicySearcher(Searcher):
     and restored by `Tuner.restore`, so a resumed sweep neither repeats nor double-spends.
 
     A driver killed while Tune copies its state to storage can leave the searcher's file
-    truncated; the state is then read from a second copy (`BACKUP`).  That copy may be one
+    truncated; the state is then read from a second copy (`BACKUP`), which also holds the
+    state of `companion` (the MLflow callback: Tune saves it right after the searcher's, so the
+    two copies agree; `scaler.resume.restore_tuner` uses it when Tune's copy is unreadable).  That copy may be one
     checkpoint (~1 s) older or newer than Tune's trial list, so after a restore the searcher
     reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
     started that Tune does not know is run again under a new id, and a trial Tune knows that it
@@ -39,6 +41,7 @@ class PolicySearcher(Searcher):
         self.tune_trials: dict[str, tuple[dict, bool]] | None = None  # after a restore
         self.requeue: list[Candidate] = []  # started here, unknown to Tune: run again
         self.adopted: list[Candidate] = []  # known to Tune, not started here: do not repeat
+        self.companion = None  # an object with get_state(), backed up with this state
 
     def suggest(self, trial_id: str):
         if self.tune_trials is not None:
@@ -120,12 +123,13 @@ class PolicySearcher(Searcher):
         self.spent = state.get("spent", {})
 
     def save(self, checkpoint_path: str) -> None:
-        data = pickle.dumps(self.get_state())
+        state = self.get_state()
         with open(checkpoint_path, "wb") as f:
-            f.write(data)
+            pickle.dump(state, f)
+        companion = None if self.companion is None else self.companion.get_state()
         backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
         with open(backup + ".tmp", "wb") as f:
-            f.write(data)
+            pickle.dump({"searcher": state, "companion": companion}, f)
         os.replace(backup + ".tmp", backup)
 
     def restore(self, checkpoint_path: str) -> None:
@@ -135,6 +139,7 @@ class PolicySearcher(Searcher):
             try:
                 with open(path, "rb") as f:
                     state = pickle.load(f)  # our own file, in the sweep's own storage
+                state = state["searcher"] if i == 1 else state
                 break
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 if i == 1:

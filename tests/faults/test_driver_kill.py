@@ -24,8 +24,9 @@ from tests.faults.helpers import (
     [False, pytest.param(True, marks=pytest.mark.slow, id="searcher-state-truncated")],
 )
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, truncated):
-    """truncated: the kill also caught Tune copying the searcher's state to storage (seen once
-    under load: an empty searcher-state file), so the searcher resumes from its backup copy."""
+    """truncated: the kill also caught Tune copying its state to storage (seen once under load:
+    an empty searcher-state file); here the searcher's and the callbacks' files are both empty,
+    so both states come from the searcher's backup copy."""
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
@@ -43,15 +44,16 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, trunc
     before = scaler.trials("faults-driver", tracking_uri=uri)
     assert 3 <= len(before) < 12, "the kill must land mid-sweep"
     if truncated:
-        states = list((storage / "faults-driver").glob("searcher-state-*.pkl"))
-        assert states
+        experiment = storage / "faults-driver"
+        states = [*experiment.glob("searcher-state-*.pkl"), *experiment.glob("callback-states-*")]
+        assert len(states) == 2
         for path in states:
             path.write_bytes(b"")
 
     done = run(["resume", "faults-driver", "--storage", str(storage), "--bootstrap", "5"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "12 trials (0 failed)" in done.stdout
-    assert ("unreadable" in done.stderr) == truncated  # the backup was used only when needed
+    assert done.stderr.count("unreadable") == 2 * truncated  # the backup only when needed
 
     trials = scaler.trials("faults-driver", tracking_uri=uri)
     assert len(trials) == 12  # one child run per trial: none lost, none duplicated
