@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from pathlib import Path
 
 from scaler.secrets import redact_uri
@@ -58,29 +57,17 @@ def start_or_resume(tracker, spec: SweepSpec, *, resume: bool) -> str:
     return tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())
 
 
-def readable(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            pickle.load(f)  # Tune's own state file, in the sweep's own storage
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return False
-    return True
-
-
 def recover_callback_state(experiment_dir: Path, callback) -> None:
     """A driver killed while Tune copied its state to storage can leave the callbacks' file
     truncated, and Tune would fail to resume: drop it and load the callback's state from the
     searcher's backup (saved by Tune together with it: `PolicySearcher.save`)."""
-    from scaler.tune.searcher import BACKUP
+    from scaler.tune.searcher import BACKUP, read_state
 
-    bad = [p for p in experiment_dir.glob("callback-states-*.pkl") if not readable(p)]
+    bad = [p for p in experiment_dir.glob("callback-states-*.pkl") if read_state(p) is None]
     if not bad:
         return
     backup = experiment_dir / BACKUP
-    state = None
-    if readable(backup):
-        with open(backup, "rb") as f:
-            state = pickle.load(f).get("companion")
+    state = (read_state(backup) or {}).get("companion")
     if state is None:
         raise SpecError(
             f"sweep {experiment_dir.name}: {bad[0]} cannot be read and there is no backup of it "

@@ -16,6 +16,16 @@ log = logging.getLogger(__name__)
 BACKUP = "scaler-searcher-state.pkl"  # a second copy of the state, beside Tune's
 
 
+def read_state(path) -> object | None:
+    """A state file of the sweep's own (Tune's or our backup, in the sweep's own storage), or
+    None if it is missing or truncated."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
 class PolicySearcher(Searcher):
     """Adapter: `suggest` -> `policy.propose(ledger)`; completions settle the ledger.
 
@@ -25,9 +35,9 @@ class PolicySearcher(Searcher):
     A driver killed while Tune copies its state to storage can leave the searcher's file
     truncated; the state is then read from a second copy (`BACKUP`), which also holds the
     state of `companion` (the MLflow callback: Tune saves it right after the searcher's, so the
-    two copies agree; `scaler.resume.restore_tuner` uses it when Tune's copy is unreadable).  That copy may be one
-    checkpoint (~1 s) older or newer than Tune's trial list, so after a restore the searcher
-    reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
+    two copies agree; `scaler.resume.restore_tuner` uses it when Tune's copy is unreadable).
+    That copy may be one checkpoint (~1 s) older or newer than Tune's trial list, so after a
+    restore the searcher reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
     started that Tune does not know is run again under a new id, and a trial Tune knows that it
     did not start is adopted (not proposed a second time).
     """
@@ -135,19 +145,15 @@ class PolicySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Tune's copy of the state, or the backup beside it if that one is unreadable."""
         backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
-        for i, path in enumerate((checkpoint_path, backup)):
-            try:
-                with open(path, "rb") as f:
-                    state = pickle.load(f)  # our own file, in the sweep's own storage
-                state = state["searcher"] if i == 1 else state
-                break
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                if i == 1:
-                    raise RuntimeError(
-                        f"searcher state: neither {checkpoint_path} nor {path} can be read "
-                        f"({type(exc).__name__}); the sweep cannot resume without repeating trials"
-                    ) from exc
-                log.warning("searcher state %s unreadable (%r); using %s", path, exc, backup)
+        state = read_state(checkpoint_path)
+        if state is None:
+            log.warning("searcher state %s unreadable; using %s", checkpoint_path, backup)
+            state = (read_state(backup) or {}).get("searcher")
+        if state is None:
+            raise RuntimeError(
+                f"searcher state: neither {checkpoint_path} nor {backup} can be read; "
+                "the sweep cannot resume without repeating trials"
+            )
         self.set_state(state)
         self.tune_trials = {}
 
