@@ -31,10 +31,12 @@ itself), hence the medians; read differences below ~30 % as ties.
 Bound (oracle pools, no noise drawn): what any policy could reach.  To first order, the fitted
 law's log-error at the target has sd  sigma * sqrt(g (J^T J)^-1 g^T)  (J: d log L / d theta at the
 rows bought, g: at the target, sigma: the relative noise), so the ratio of that sd for a design to
-the sd for the whole grid needs no simulation.  Per case, the best design within 5/10/20/30 % of
-the pool's cost (runs bought as prefixes, i.e. a run stopped after its k-th eval point; found by
-coordinate descent from 81 starts with the true law) is printed as that ratio: a policy "reaches
-e*" at budget f only if the ratio at f is <= 1 + slack.
+the sd for the whole grid needs no simulation.  Per case and budget (5/10/20/30 % of the pool's
+cost) two such ratios are printed: a lower bound for any design (any rows, each at its
+increment's cost, in fractions: a convex relaxation containing every real design, solved with
+SLSQP) and the best real design found (runs bought as prefixes, i.e. a run stopped after its k-th
+eval point; coordinate descent from 81 starts with the true law).  A policy "reaches e*" at budget
+f only if the ratio at f is <= 1 + slack.  Each policy's own design at 10 % is scored the same way.
 
 Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
       [--bound-only]
@@ -159,15 +161,17 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
         for j in range(len(runs) + 1):
             for k in range(EVAL_POINTS + 1):
                 ks = [EVAL_POINTS] * j + [k] * (len(runs) - j)
-                if step @ prefix(ks) > budget:
+                w = prefix(ks)
+                if step @ w > budget:
                     continue
-                v, improved = var(prefix(ks))[0], True
+                v, improved = var(w)[0], True
                 while improved:
                     improved = False
                     for m in range(len(runs)):
                         for k2 in range(EVAL_POINTS + 1):
                             t = [*ks[:m], k2, *ks[m + 1 :]]
-                            vt = var(prefix(t))[0] if step @ prefix(t) <= budget else math.inf
+                            w = prefix(t)
+                            vt = var(w)[0] if step @ w <= budget else math.inf
                             if vt < v * (1 - 1e-9):
                                 ks, v, improved = t, vt, True
                 if v < best_v:
