@@ -55,10 +55,14 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from scaler.allocation import Ledger, make_policy
-from scaler.allocation._adaptive import log_jacobian
+from scaler.allocation._oracle_pool import (
+    EVAL_POINTS,
+    MODELS,
+    design_sd,
+    oracle_pool,
+    target_variance,
+)
 from scaler.allocation._replay import Pool, ReplayDesign, law_for, run_policy
-from scaler.spec import Oracle, OracleLaw
-from scaler.trial.oracle import oracle_points
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoch_extracted.csv"
 POLICIES = ("grid", "random", "halving", "adaptive")
@@ -77,49 +81,6 @@ ORACLE_CASES = {
     "saturated a.02 b.30 n1%": ({"E": 0.40, "A": 0.20, "alpha": 0.02, "B": 30.0, "beta": 0.30}, 0.01),
     "saturated a.00 b.35 n.3%": ({"E": 0.50, "A": 0.10, "alpha": 0.0, "B": 40.0, "beta": 0.35}, 0.003),
 }  # fmt: skip
-MODELS = np.geomspace(1e5, 1e8, 8)  # parameters of the pool's models
-DATA_BUDGET = 10**9  # samples of every run; eval points log-spaced from DATA_BUDGET / 2^9
-EVAL_POINTS = 8
-
-
-def oracle_pool(law: dict, noise: float, seed: int):
-    oracle = Oracle(law=OracleLaw(**law), noise=noise)
-    schedule = [int(d) for d in np.geomspace(DATA_BUDGET / 2**9, DATA_BUDGET, EVAL_POINTS)]
-    rows = []
-    for m, n in enumerate(MODELS):
-        for p in oracle_points(oracle, n, DATA_BUDGET, schedule, seed * 1000 + m):
-            rows.append((n, p.samples, p.loss, p.flops, f"m{m}"))
-    n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
-    pool = Pool(np.c_[n, d], y, cost, run)
-    tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
-    ty = np.array(
-        [law["E"] + law["A"] * tx[0, 0] ** -law["alpha"] + law["B"] * tx[0, 1] ** -law["beta"]]
-    )
-    return pool, tx, ty
-
-
-def target_variance(law: dict):
-    """The oracle pool of `law` and var(w) -> (g M(w)^-1 g^T, its gradient in w), the first-order
-    variance of the fitted law's log-error at the target (in units of the noise variance) when
-    row i is observed with weight w_i: M(w) = sum_i w_i J_i^T J_i (module docstring, "Bound")."""
-    pool, tx, _ = oracle_pool(law, 0.0, 0)
-    theta = np.array([law["E"], math.log(law["A"]), math.log(law["B"]), law["alpha"], law["beta"]])
-    jac, _ = log_jacobian(theta, np.log(pool.x))
-    g = log_jacobian(theta, np.log(tx))[0][0]
-
-    def var(w: np.ndarray) -> tuple[float, np.ndarray]:
-        u = np.linalg.solve(jac.T @ (w[:, None] * jac) + 1e-12 * np.eye(len(theta)), g)
-        return float(g @ u), -((jac @ u) ** 2)
-
-    return pool, var
-
-
-def design_sd(law: dict, rows: list[int]) -> float:
-    """First-order target-error sd of a fit on `rows` / that of a fit on the whole grid."""
-    pool, var = target_variance(law)
-    w = np.zeros(len(pool.y))
-    w[rows] = 1.0
-    return math.sqrt(var(w)[0] / var(np.ones(len(pool.y)))[0]) if len(rows) > 5 else math.inf
 
 
 def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int]]]:

@@ -57,26 +57,11 @@ def start_or_resume(tracker, spec: SweepSpec, *, resume: bool) -> str:
     return tracker.start_sweep(spec.name, spec.resolved(), spec.fingerprint())
 
 
-def recover_callback_state(experiment_dir: Path, callback) -> None:
-    """A driver killed while Tune copied its state to storage can leave the callbacks' file
-    truncated, and Tune would fail to resume: drop it and load the callback's state from the
-    searcher's backup (saved by Tune together with it: `PolicySearcher.save`)."""
-    from scaler.tune.searcher import BACKUP, read_state
+def tune_callbacks(experiment_dir: Path, searcher, callback) -> list:
+    """The sweep's Tune callbacks: the MLflow one, then the backup of Tune's state (last)."""
+    from scaler.tune.state_backup import StateBackup
 
-    bad = [p for p in experiment_dir.glob("callback-states-*.pkl") if read_state(p) is None]
-    if not bad:
-        return
-    backup = experiment_dir / BACKUP
-    state = (read_state(backup) or {}).get("companion")
-    if state is None:
-        raise SpecError(
-            f"sweep {experiment_dir.name}: {bad[0]} cannot be read and there is no backup of it "
-            f"({backup}); the sweep cannot resume without losing its fitted points"
-        )
-    log.warning("%s unreadable; the callback's state comes from %s", bad[0].name, backup.name)
-    for p in bad:
-        p.unlink()
-    callback.set_state(state)
+    return [callback, StateBackup(experiment_dir, searcher, [callback])]
 
 
 def restore_tuner(experiment_dir: Path, trainable, searcher, callback):
@@ -89,17 +74,21 @@ def restore_tuner(experiment_dir: Path, trainable, searcher, callback):
     """
     from ray import tune
 
+    from scaler.tune import state_backup
     from scaler.tune.scheduler import PolicyStopper
 
     if not tune.Tuner.can_restore(str(experiment_dir)):
         log.warning("no Tune experiment at %s to restore; starting it afresh", experiment_dir)
         return None
-    recover_callback_state(experiment_dir, callback)
+    try:
+        state_backup.recover(experiment_dir)  # a state file truncated by the kill
+    except ValueError as e:
+        raise SpecError(str(e)) from None
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True
     )
     internal = tuner._local_tuner
     internal._tune_config.search_alg = searcher
     internal._tune_config.scheduler = PolicyStopper(searcher.should_stop, searcher.on_tune_trial)
-    internal.get_run_config().callbacks = [callback]
+    internal.get_run_config().callbacks = tune_callbacks(experiment_dir, searcher, callback)
     return tuner

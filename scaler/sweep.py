@@ -22,7 +22,7 @@ from scaler.allocation import (
 from scaler.allocation._targets import build_target
 from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
-from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume
+from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume, tune_callbacks
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
 from scaler.trial.oracle import eval_schedule
@@ -171,7 +171,6 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, spec_json=spec.resolved()), resources
     )
-    searcher.companion = callback  # its state is backed up with the searcher's
     tuner = restore_tuner(storage / spec.name, trainable, searcher, callback) if resume else None
     tuner = tuner or tune.Tuner(
         trainable,
@@ -185,7 +184,7 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=str(storage),
-            callbacks=[callback],
+            callbacks=tune_callbacks(storage / spec.name, searcher, callback),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=2),
         ),

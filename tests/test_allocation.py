@@ -111,23 +111,14 @@ def grid_searcher():
     return PolicySearcher(GridPolicy(candidates()), Ledger(trials_limit=6))
 
 
-def test_searcher_restores_from_its_backup_when_tunes_copy_is_truncated(tmp_path):
-    """A driver killed while Tune copies its state to storage can leave the searcher's file
-    empty: the copy beside it must be used, and the sweep must go on where it was."""
+def test_searcher_state_unreadable_is_a_clear_error(tmp_path):
+    """(`scaler resume` puts a truncated file back from the backup before Tune reads it.)"""
+    state = tmp_path / "searcher-state-2026-11-29_08-00-00.pkl"
     first = grid_searcher()
-    done = [first.suggest(f"t{i}") for i in range(3)]
-    state = tmp_path / "searcher-state-x.pkl"
     first.save(str(state))
-    state.write_bytes(b"")  # what the kill left behind
-    resumed = grid_searcher()
-    resumed.restore(str(state))
-    for i in range(3):
-        resumed.on_tune_trial(f"t{i}", done[i], finished=False)
-    assert resumed.suggest("t3") not in done
-    assert resumed.ledger.started == 4
-
-    (tmp_path / "scaler-searcher-state.pkl").write_bytes(b"\x80")  # both copies unreadable
-    with pytest.raises(RuntimeError, match=r"searcher state: neither .* can be read"):
+    assert first.saved_to == (str(tmp_path), "2026-11-29_08-00-00")  # for the backup
+    state.write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"searcher state .* cannot be read"):
         grid_searcher().restore(str(state))
 
 

@@ -10,20 +10,9 @@ import pickle
 from ray.tune.search import Searcher
 
 from scaler.allocation import Candidate, Ledger, Policy
+from scaler.tune.state_backup import read_state, session_of
 
 log = logging.getLogger(__name__)
-
-BACKUP = "scaler-searcher-state.pkl"  # a second copy of the state, beside Tune's
-
-
-def read_state(path) -> object | None:
-    """A state file of the sweep's own (Tune's or our backup, in the sweep's own storage), or
-    None if it is missing or truncated."""
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError):
-        return None
 
 
 class PolicySearcher(Searcher):
@@ -32,14 +21,12 @@ class PolicySearcher(Searcher):
     Its state (policy + ledger + which candidate each trial runs) is saved with the experiment
     and restored by `Tuner.restore`, so a resumed sweep neither repeats nor double-spends.
 
-    A driver killed while Tune copies its state to storage can leave the searcher's file
-    truncated; the state is then read from a second copy (`BACKUP`), which also holds the
-    state of `companion` (the MLflow callback: Tune saves it right after the searcher's, so the
-    two copies agree; `scaler.resume.restore_tuner` uses it when Tune's copy is unreadable).
-    That copy may be one checkpoint (~1 s) older or newer than Tune's trial list, so after a
-    restore the searcher reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
-    started that Tune does not know is run again under a new id, and a trial Tune knows that it
-    did not start is adopted (not proposed a second time).
+    Tune copies its state files to storage one by one, so a driver killed during the copy can
+    leave the searcher's state one checkpoint (~1 s) older or newer than Tune's trial list (a
+    truncated file is put back from `scaler.tune.state_backup`). After a restore the searcher
+    therefore reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a
+    trial it started that Tune does not know is run again under a new id, and a trial Tune
+    knows that it did not start is adopted (not proposed a second time).
     """
 
     def __init__(self, policy: Policy, ledger: Ledger):
@@ -51,7 +38,7 @@ class PolicySearcher(Searcher):
         self.tune_trials: dict[str, tuple[dict, bool]] | None = None  # after a restore
         self.requeue: list[Candidate] = []  # started here, unknown to Tune: run again
         self.adopted: list[Candidate] = []  # known to Tune, not started here: do not repeat
-        self.companion = None  # an object with get_state(), backed up with this state
+        self.saved_to: tuple[str, str] | None = None  # (folder, Tune session) of the last save
 
     def suggest(self, trial_id: str):
         if self.tune_trials is not None:
@@ -133,25 +120,17 @@ class PolicySearcher(Searcher):
         self.spent = state.get("spent", {})
 
     def save(self, checkpoint_path: str) -> None:
-        state = self.get_state()
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
-        companion = None if self.companion is None else self.companion.get_state()
-        backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
-        with open(backup + ".tmp", "wb") as f:
-            pickle.dump({"searcher": state, "companion": companion}, f)
-        os.replace(backup + ".tmp", backup)
+            pickle.dump(self.get_state(), f)
+        session = session_of(checkpoint_path)
+        if session is not None:
+            self.saved_to = (os.path.dirname(checkpoint_path), session)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Tune's copy of the state, or the backup beside it if that one is unreadable."""
-        backup = os.path.join(os.path.dirname(checkpoint_path), BACKUP)
         state = read_state(checkpoint_path)
-        if state is None:
-            log.warning("searcher state %s unreadable; using %s", checkpoint_path, backup)
-            state = (read_state(backup) or {}).get("searcher")
-        if state is None:
+        if state is None:  # `scaler.resume` puts back the backup before Tune gets here
             raise RuntimeError(
-                f"searcher state: neither {checkpoint_path} nor {backup} can be read; "
+                f"searcher state {checkpoint_path} cannot be read; "
                 "the sweep cannot resume without repeating trials"
             )
         self.set_state(state)

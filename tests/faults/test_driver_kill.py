@@ -8,6 +8,7 @@ import signal
 import pytest
 
 import scaler
+from scaler.tune.state_backup import TUNE_FILES
 from tests.faults.helpers import (
     kill_group,
     run,
@@ -21,12 +22,12 @@ from tests.faults.helpers import (
 
 @pytest.mark.parametrize(
     "truncated",
-    [False, pytest.param(True, marks=pytest.mark.slow, id="searcher-state-truncated")],
+    [False, pytest.param(True, marks=pytest.mark.slow, id="tune-state-truncated")],
 )
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, truncated):
     """truncated: the kill also caught Tune copying its state to storage (seen once under load:
-    an empty searcher-state file); here the searcher's and the callbacks' files are both empty,
-    so both states come from the searcher's backup copy."""
+    an empty searcher-state file); here all four of Tune's state files are empty, so the resume
+    restores them from the backup (`scaler.tune.state_backup`)."""
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
@@ -45,15 +46,15 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, trunc
     assert 3 <= len(before) < 12, "the kill must land mid-sweep"
     if truncated:
         experiment = storage / "faults-driver"
-        states = [*experiment.glob("searcher-state-*.pkl"), *experiment.glob("callback-states-*")]
-        assert len(states) == 2
+        states = [p for t in TUNE_FILES for p in experiment.glob(t.format("*"))]
+        assert len(states) == 4
         for path in states:
             path.write_bytes(b"")
 
     done = run(["resume", "faults-driver", "--storage", str(storage), "--bootstrap", "5"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "12 trials (0 failed)" in done.stdout
-    assert done.stderr.count("unreadable") == 2 * truncated  # the backup only when needed
+    assert done.stderr.count("restoring Tune's state from") == truncated  # only when needed
 
     trials = scaler.trials("faults-driver", tracking_uri=uri)
     assert len(trials) == 12  # one child run per trial: none lost, none duplicated

@@ -1,0 +1,65 @@
+"""A seeded oracle pool for replaying policies, and how informative a design of it is.
+
+Shared by `benchmarks/bench_allocation.py` and `tests/test_allocation_efficiency.py`: a grid of
+models, one run per model with its eval points at increasing samples (the oracle backend's law +
+seeded log-normal noise per point, `scaler.trial.oracle.oracle_points`), cost 6ND; the target is
+the noiseless law at 10x the largest model and 10x its data (100x the compute of the largest run).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from scaler.allocation._adaptive import log_jacobian
+from scaler.allocation._replay import Pool
+from scaler.spec import Oracle, OracleLaw
+from scaler.trial.oracle import oracle_points
+
+MODELS = np.geomspace(1e5, 1e8, 8)  # parameters of the pool's models
+DATA_BUDGET = 10**9  # samples of every run; eval points log-spaced from DATA_BUDGET / 2^9
+EVAL_POINTS = 8
+
+
+def oracle_pool(law: dict, noise: float, seed: int) -> tuple[Pool, np.ndarray, np.ndarray]:
+    """(pool, target x (1, 2), target loss (1,)) for `law` (E, A, alpha, B, beta)."""
+    oracle = Oracle(law=OracleLaw(**law), noise=noise)
+    schedule = [int(d) for d in np.geomspace(DATA_BUDGET / 2**9, DATA_BUDGET, EVAL_POINTS)]
+    rows = []
+    for m, n in enumerate(MODELS):
+        for p in oracle_points(oracle, n, DATA_BUDGET, schedule, seed * 1000 + m):
+            rows.append((n, p.samples, p.loss, p.flops, f"m{m}"))
+    n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
+    pool = Pool(np.c_[n, d], y, cost, run)
+    tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
+    ty = np.array(
+        [law["E"] + law["A"] * tx[0, 0] ** -law["alpha"] + law["B"] * tx[0, 1] ** -law["beta"]]
+    )
+    return pool, tx, ty
+
+
+def target_variance(law: dict):
+    """The oracle pool of `law` and var(w) -> (g M(w)^-1 g^T, its gradient in w): the first-order
+    variance of the fitted law's log-error at the target (in units of the noise variance) when
+    row i is observed with weight w_i, M(w) = sum_i w_i J_i^T J_i (J: d log L / d theta at the
+    rows, g: at the target)."""
+    pool, tx, _ = oracle_pool(law, 0.0, 0)
+    theta = np.array([law["E"], math.log(law["A"]), math.log(law["B"]), law["alpha"], law["beta"]])
+    jac, _ = log_jacobian(theta, np.log(pool.x))
+    g = log_jacobian(theta, np.log(tx))[0][0]
+
+    def var(w: np.ndarray) -> tuple[float, np.ndarray]:
+        u = np.linalg.solve(jac.T @ (w[:, None] * jac) + 1e-12 * np.eye(len(theta)), g)
+        return float(g @ u), -((jac @ u) ** 2)
+
+    return pool, var
+
+
+def design_sd(law: dict, rows: list[int]) -> float:
+    """First-order target-error sd of a fit on `rows` / that of a fit on the whole pool: how
+    informative a design is, without the luck of one noise draw (inf below 6 rows)."""
+    pool, var = target_variance(law)
+    w = np.zeros(len(pool.y))
+    w[rows] = 1.0
+    return math.sqrt(var(w)[0] / var(np.ones(len(pool.y)))[0]) if len(rows) > 5 else math.inf

@@ -1,0 +1,139 @@
+"""A consistent copy of Ray Tune's experiment state, written atomically into the sweep's storage.
+
+At each checkpoint Tune writes its state to a staging folder and then copies the folder to storage
+file by file, overwriting each file in place (pyarrow; not atomic). A driver killed during that
+copy leaves one or more files truncated: `Tuner.restore` then fails on the trial list
+(`experiment_state-*.json`) or the searcher wrappers' state (`search_gen_state-*.json`), and the
+searcher's and callbacks' states (`searcher-state-*.pkl`, `callback-states-*.pkl`) are lost. This
+was seen once on a loaded machine: an empty `searcher-state` file.
+
+`StateBackup`, the last of the sweep's Tune callbacks, copies the four files of each checkpoint
+into one file in storage (`BACKUP`). Tune asks the callbacks for their state at the end of each
+save, when the other three files are already written. The copy is written to a temporary file
+and renamed, so it is always whole. Tune never copies it: it is written to storage only, and
+Tune's restore fetches only .json and .pkl files to staging. Before `Tuner.restore`, `recover` checks the newest file of each
+kind. If one cannot be read, it puts back the backup's four files. They come from a single
+checkpoint, so they agree with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+
+import ray.cloudpickle as cloudpickle
+from ray.tune import Callback
+
+log = logging.getLogger(__name__)
+
+BACKUP = "scaler-state.backup"
+TUNE_FILES = (  # the files Tune writes at each checkpoint, by session
+    "experiment_state-{}.json",
+    "search_gen_state-{}.json",
+    "searcher-state-{}.pkl",
+    "callback-states-{}.pkl",
+)
+SEARCHER_FILE = re.compile(r"searcher-state-(.+)\.pkl$")  # Tune saves it under a temporary prefix
+
+
+def read_state(path) -> object | None:
+    """A pickle of the sweep's own (Tune's or our backup, in the sweep's own storage), or None if
+    it is missing or truncated."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def readable(path: Path) -> bool:
+    """The trial list is JSON; the other three are pickles (search_gen_state too, despite its
+    .json suffix)."""
+    if path.name.startswith("experiment_state-"):
+        try:
+            json.loads(path.read_bytes())
+            return True
+        except (OSError, ValueError):
+            return False
+    return read_state(path) is not None
+
+
+def session_of(searcher_file: str) -> str | None:
+    """The Tune session a searcher checkpoint path belongs to."""
+    match = SEARCHER_FILE.search(os.path.basename(searcher_file))
+    return match.group(1) if match else None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class StateBackup(Callback):
+    """Writes `BACKUP` (module docstring) at every checkpoint. It must be the last callback.
+
+    `searcher.saved_to` is (staging folder, session) of the searcher's latest save, or None before
+    the first one. `others` are the callbacks before this one, whose states make up
+    `callback-states`.
+    """
+
+    def __init__(self, experiment_dir: Path, searcher, others: list[Callback]):
+        self.experiment_dir = Path(experiment_dir)
+        self.searcher = searcher
+        self.others = others
+
+    def get_state(self) -> None:
+        saved = self.searcher.saved_to
+        if saved is not None:
+            self.write(Path(saved[0]), saved[1])
+        return None  # nothing of its own to restore
+
+    def write(self, staging: Path, session: str) -> None:
+        files = {}
+        for template in TUNE_FILES[:3]:
+            path = staging / template.format(session)
+            if path.exists():
+                files[path.name] = path.read_bytes()
+        # what Tune's CallbackList writes to callback-states: {position: state}, this one None
+        states = {i: c.get_state() for i, c in enumerate(self.others)} | {len(self.others): None}
+        files[TUNE_FILES[3].format(session)] = cloudpickle.dumps(states)
+        self.experiment_dir.mkdir(parents=True, exist_ok=True)
+        payload = pickle.dumps({"session": session, "files": files})
+        write_atomic(self.experiment_dir / BACKUP, payload)
+
+
+def recover(experiment_dir: Path) -> list[str]:
+    """Before `Tuner.restore`: if the newest of any of Tune's state files in `experiment_dir`
+    cannot be read, replace Tune's state with the backup's. Returns the unreadable files' names
+    (empty: nothing was changed). Raises ValueError if one is unreadable and there is no backup.
+    """
+    newest = [max(experiment_dir.glob(t.format("*")), default=None) for t in TUNE_FILES]
+    bad = [p.name for p in newest if p is not None and not readable(p)]
+    if not bad:
+        return []
+    backup = read_state(experiment_dir / BACKUP)
+    if not isinstance(backup, dict) or "files" not in backup:
+        raise ValueError(
+            f"sweep {experiment_dir.name}: {', '.join(bad)} cannot be read and there is no "
+            f"readable backup of Tune's state ({experiment_dir / BACKUP}); the sweep cannot resume"
+        )
+    session = backup["session"]
+    log.warning(
+        "%s unreadable (the driver was killed while Ray Tune copied its state to storage); "
+        "restoring Tune's state from %s (session %s)",
+        ", ".join(bad),
+        BACKUP,
+        session,
+    )
+    for template in TUNE_FILES:  # Tune reads the newest of each kind: drop any newer than ours
+        for path in experiment_dir.glob(template.format("*")):
+            if path.name > template.format(session) or not readable(path):
+                path.unlink()
+    for name, data in backup["files"].items():
+        write_atomic(experiment_dir / name, data)
+    return bad
