@@ -40,6 +40,7 @@ def test_adaptive_target_error_matches_the_grid_at_equal_budget(runs):
     assert adaptive <= ERROR_MARGIN * grid, (adaptive, grid)
 
 
+@pytest.mark.slow  # ~20 s: 50-refit bootstraps
 def test_bootstrap_vetoes_a_tolerance_stop_the_first_order_sd_would_make_too_early():
     """Parameter scaling nearly saturated (alpha 0.02) with 1 % noise: the law is far from linear
     in its parameters, and on this seed the first-order sd falls below the tolerance after a few

@@ -147,6 +147,7 @@ def test_checkpoints_resume_across_world_sizes(tmp_path, single):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~60 s on 2 cores
 def test_two_worker_trials_in_a_sweep_log_one_run_each_with_rank0_points(tmp_path, ray_local):
     from scaler.sweep import run_sweep
     from scaler.trial.from_spec import trial_config

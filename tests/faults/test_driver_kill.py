@@ -31,7 +31,7 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, trunc
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
-        oracle=slow_oracle(1.5),
+        oracle=slow_oracle(1.0),
     )
     storage, uri, log = sweep_paths(tmp_path)
     proc = start_run(spec, storage, log, bootstrap=5)
