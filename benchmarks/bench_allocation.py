@@ -33,9 +33,10 @@ law's log-error at the target has sd  sigma * sqrt(g (J^T J)^-1 g^T)  (J: d log 
 rows bought, g: at the target, sigma: the relative noise), so the ratio of that sd for a design to
 the sd for the whole grid needs no simulation.  Per case and budget (5/10/20/30 % of the pool's
 cost) two such ratios are printed: a lower bound for any design (any rows, each at its
-increment's cost, in fractions: a convex relaxation containing every real design, solved with
-SLSQP) and the best real design found (runs bought as prefixes, i.e. a run stopped after its k-th
-eval point; coordinate descent from 81 starts with the true law).  A policy "reaches e*" at budget
+increment's cost, in fractions: a convex relaxation containing every real design, solved by
+Frank-Wolfe and certified by its duality gap: `scaler.allocation._information`) and the best
+real design found (runs bought as prefixes, i.e. a run stopped after its k-th eval point;
+coordinate descent from 81 starts with the true law).  A policy "reaches e*" at budget
 f only if the ratio at f is <= 1 + slack.  Each policy's own design at 10 % is scored the same way.
 
 Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
@@ -52,9 +53,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from scaler.allocation import Ledger, make_policy
+from scaler.allocation._information import increments, lower_bound
 from scaler.allocation._oracle_pool import (
     EVAL_POINTS,
     MODELS,
@@ -89,10 +90,7 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
     pool, var = target_variance(law)
     runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(len(MODELS))]
     runs = [r[np.argsort(pool.x[r, 1])] for r in runs]  # each run's rows by samples
-    total = pool.total_cost()
-    step = np.zeros(len(pool.y))  # each row's increment over the row before it in its run
-    for r in runs:
-        step[r] = np.diff(pool.cost[r], prepend=0.0) / total
+    step = increments(pool)  # each row's cost over the row before it in its run
 
     def prefix(ks) -> np.ndarray:
         w = np.zeros(len(pool.y))
@@ -100,22 +98,9 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
             w[r[:k]] = 1.0
         return w
 
-    full = var(np.ones(len(pool.y)))[0]
     out = {}
     for budget in budgets:
-        # lower bound: any rows (not only prefixes), each at its increment's cost, in fractions:
-        # a convex problem containing every prefix design, so its minimum bounds them all
-        relaxed = minimize(
-            lambda w: tuple(v / full for v in var(w)),
-            np.full(len(step), budget),
-            jac=True,
-            method="SLSQP",
-            bounds=[(0.0, 1.0)] * len(step),
-            constraints=[
-                {"type": "ineq", "fun": lambda w, b=budget: b - step @ w, "jac": lambda w: -step}
-            ],
-            options={"maxiter": 500, "ftol": 1e-12},
-        )
+        lower = lower_bound(var, step, budget)  # any rows, in fractions: bounds every design
         # achievable: prefix designs by coordinate descent from 81 starts (the j smallest models
         # in full, k eval points of the rest)
         best, best_v = None, math.inf
@@ -137,8 +122,7 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
                                 ks, v, improved = t, vt, True
                 if v < best_v:
                     best, best_v = ks, v
-        lower = math.sqrt(relaxed.fun) if relaxed.success else math.nan
-        out[budget] = (lower, math.sqrt(best_v / full), best)
+        out[budget] = (lower, math.sqrt(best_v / var.full), best)
     return out
 
 

@@ -55,3 +55,26 @@ def test_bootstrap_vetoes_a_tolerance_stop_the_first_order_sd_would_make_too_ear
     confirming = replay(p, tx, ty, policy="adaptive", budget=0.1, seed=1, tolerance=tolerance)
     assert trusting.spent_fraction < 0.02 and trusting.target_mape > 2 * tolerance
     assert confirming.spent_fraction > 2 * trusting.spent_fraction
+
+
+def test_the_certified_bound_is_below_every_design_and_one_with_the_whole_budget():
+    """`_information.lower_bound`: no design within a budget is more informative than it; with
+    the whole pool's budget it is the whole pool (1); a smaller budget can only raise it."""
+    from scaler.allocation._information import increments, lower_bound, sd_ratio
+    from scaler.allocation._oracle_pool import target_variance
+
+    pool, var = target_variance(LAW)
+    step = increments(pool)
+    assert lower_bound(var, step, 1.0) == pytest.approx(1.0, rel=1e-3)
+    bounds = [lower_bound(var, step, b) for b in (0.3, 0.1, 0.03)]
+    assert bounds[0] < bounds[1] < bounds[2]
+    rng = np.random.default_rng(0)
+    runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(8)]  # rows by samples
+    checked = 0
+    for _ in range(300):  # random prefix designs: each run stopped after k eval points
+        rows = [i for r, k in zip(runs, rng.integers(0, 9, size=8), strict=True) for i in r[:k]]
+        for b, lo in zip((0.3, 0.1, 0.03), bounds, strict=True):
+            if step[rows].sum() <= b:
+                assert sd_ratio(var, rows) >= lo * (1 - 1e-6)
+                checked += 1
+    assert checked > 50

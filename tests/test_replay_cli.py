@@ -19,13 +19,25 @@ def test_replay_json_has_the_documented_shape_and_respects_the_budget(policy, ca
     ]  # fmt: skip
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"seeds", "median", "full_pool"}
+    assert set(out) == {"seeds", "median", "full_pool", "design_sd_ratio_bound"}
     assert len(out["seeds"]) == 2
+    # no design within the budget is more informative than the certified bound, nor than the
+    # whole pool
+    bound = out["design_sd_ratio_bound"]
+    assert bound > 1
     for s in out["seeds"]:
-        assert set(s) == {"seed", "spent_fraction", "rows", "params", "target_mape"}
+        assert set(s) == {
+            "seed",
+            "spent_fraction",
+            "rows",
+            "params",
+            "target_mape",
+            "design_sd_ratio",
+        }
         assert 0 < s["spent_fraction"] <= 0.2 + 1e-9
         assert s["target_mape"] < 0.2
-    assert set(out["median"]) == {"spent_fraction", "rows", "target_mape"}
+        assert s["design_sd_ratio"] >= bound * (1 - 1e-6)
+    assert set(out["median"]) == {"spent_fraction", "rows", "target_mape", "design_sd_ratio"}
     assert set(out["full_pool"]) == {"params", "target_mape"}
     assert out["full_pool"]["target_mape"] < 0.03
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from scaler.allocation._adaptive import log_jacobian
+from scaler.allocation._information import TargetVariance, sd_ratio
 from scaler.allocation._replay import Pool
 from scaler.spec import Oracle, OracleLaw
 from scaler.trial.oracle import oracle_points
@@ -39,27 +39,15 @@ def oracle_pool(law: dict, noise: float, seed: int) -> tuple[Pool, np.ndarray, n
     return pool, tx, ty
 
 
-def target_variance(law: dict):
-    """The oracle pool of `law` and var(w) -> (g M(w)^-1 g^T, its gradient in w): the first-order
-    variance of the fitted law's log-error at the target (in units of the noise variance) when
-    row i is observed with weight w_i, M(w) = sum_i w_i J_i^T J_i (J: d log L / d theta at the
-    rows, g: at the target)."""
+def target_variance(law: dict) -> tuple[Pool, TargetVariance]:
+    """The oracle pool of `law` and the first-order variance of a fit's error at its target
+    under the true law (`scaler.allocation._information`)."""
     pool, tx, _ = oracle_pool(law, 0.0, 0)
     theta = np.array([law["E"], math.log(law["A"]), math.log(law["B"]), law["alpha"], law["beta"]])
-    jac, _ = log_jacobian(theta, np.log(pool.x))
-    g = log_jacobian(theta, np.log(tx))[0][0]
-
-    def var(w: np.ndarray) -> tuple[float, np.ndarray]:
-        u = np.linalg.solve(jac.T @ (w[:, None] * jac) + 1e-12 * np.eye(len(theta)), g)
-        return float(g @ u), -((jac @ u) ** 2)
-
-    return pool, var
+    return pool, TargetVariance(pool, tx, theta)
 
 
 def design_sd(law: dict, rows: list[int]) -> float:
     """First-order target-error sd of a fit on `rows` / that of a fit on the whole pool: how
-    informative a design is, without the luck of one noise draw (inf below 6 rows)."""
-    pool, var = target_variance(law)
-    w = np.zeros(len(pool.y))
-    w[rows] = 1.0
-    return math.sqrt(var(w)[0] / var(np.ones(len(pool.y)))[0]) if len(rows) > 5 else math.inf
+    informative a design is, without the luck of one noise draw."""
+    return sd_ratio(target_variance(law)[1], rows)

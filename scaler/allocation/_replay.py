@@ -153,11 +153,18 @@ def law_for(k: int):
     return JointLaw() if k == 2 else PowerLaw()
 
 
+def fit_law(x, y):
+    """The law of x's axes fitted on (x, y), or None if it cannot be fitted."""
+    try:
+        return law_for(x.shape[1]).fit(x, y)
+    except (ValueError, RuntimeError):
+        return None
+
+
 def target_mape(x, y, target_x, target_y) -> tuple[dict | None, float]:
     """Fit on (x, y), return (params, mean |relative error| on the target); nan if no fit."""
-    try:
-        law = law_for(x.shape[1]).fit(x, y)
-    except (ValueError, RuntimeError):
+    law = fit_law(x, y)
+    if law is None:
         return None, float("nan")
     pred = law.predict(target_x)
     return law.to_dict()["params"], float(np.mean(np.abs(pred - target_y) / target_y))

@@ -4,6 +4,7 @@ had chosen from a recorded pool of runs.  The same policy code as a live sweep."
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import numpy as np
@@ -11,7 +12,8 @@ import pandas as pd
 
 from scaler._expr import evaluate, parse_named, split_top_level
 from scaler.allocation import POLICIES
-from scaler.allocation._replay import Pool, replay, target_mape
+from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
+from scaler.allocation._replay import Pool, fit_law, replay, target_mape
 from scaler.cli.fit import axis_values, loss_values, read_csv
 
 
@@ -135,14 +137,17 @@ def run(args) -> int:
         for s in range(args.seeds)
     ]
     full_params, full_mape = target_mape(pool.x, pool.y, tx, ty)
+    sd, bound = design_quality(pool, tx, [r.rows for r in seeds], args.budget)
     out = {
-        "seeds": [r.to_dict() for r in seeds],
+        "seeds": [r.to_dict() | {"design_sd_ratio": v} for r, v in zip(seeds, sd, strict=True)],
         "median": {
             "spent_fraction": statistics.median(r.spent_fraction for r in seeds),
             "rows": statistics.median(len(r.rows) for r in seeds),
             "target_mape": statistics.median(r.target_mape for r in seeds),
+            "design_sd_ratio": _median(sd),
         },
         "full_pool": {"params": full_params, "target_mape": full_mape},
+        "design_sd_ratio_bound": bound,
     }
     if args.json:
         print(json.dumps(out))
@@ -159,4 +164,29 @@ def run(args) -> int:
         f"target error {100 * m['target_mape']:.3f} %"
     )
     print(f"whole pool (reference): target error {100 * full_mape:.3f} %")
+    if m["design_sd_ratio"] is not None and bound is not None:
+        print(
+            f"design: target-error sd {m['design_sd_ratio']:.2f} x the whole pool's (first "
+            f"order, under the whole pool's law); no design within the budget beats {bound:.2f} x"
+        )
     return 0
+
+
+def design_quality(pool: Pool, tx, designs: list[list[int]], budget: float):
+    """How informative each design is about the target and the most any design within `budget`
+    could be (`scaler.allocation._information`): first-order target-error sd ratios to the whole
+    pool's, under the law fitted on the whole pool (the best stand-in for the truth). None
+    where undefined (no fit, too few rows)."""
+    law = fit_law(pool.x, pool.y)
+    if law is None:
+        return [None] * len(designs), None
+    var = TargetVariance(pool, tx, law.theta_)
+    sd = [sd_ratio(var, rows) for rows in designs]
+    bound = lower_bound(var, increments(pool), budget)
+    return [v if math.isfinite(v) else None for v in sd], bound
+
+
+def _median(values: list) -> float | None:
+    """Median of the defined values (None: none defined)."""
+    defined = [v for v in values if v is not None]
+    return statistics.median(defined) if defined else None
