@@ -133,4 +133,8 @@ def test_notebook_executes_against_the_sweep(saturated, notebook, monkeypatch):
     assert any("image/png" in o.get("data", {}) for o in outputs)
     if notebook == "policy_comparison.ipynb":
         table = [o for o in outputs if "text/html" in o.get("data", {})][-1]["data"]["text/html"]
-        assert all(p in table for p in ("grid", "random", "halving", "adaptive", "beta_err"))
+        assert all(
+            p in table for p in ("grid", "random", "halving", "adaptive", "beta_err", "design_sd")
+        )
+        text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+        assert "no design within 30% of the FLOPs has design_sd below" in text
