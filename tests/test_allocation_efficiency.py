@@ -5,6 +5,7 @@ tolerance stop: where the first-order sd is too optimistic, the bootstrap keeps 
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize
 
 from scaler.allocation._oracle_pool import design_sd, oracle_pool
 from scaler.allocation._replay import replay
@@ -66,6 +67,18 @@ def test_the_certified_bound_is_below_every_design_and_one_with_the_whole_budget
     pool, var = target_variance(LAW)
     step = increments(pool)
     assert lower_bound(var, step, 1.0) == pytest.approx(1.0, rel=1e-3)
+    # the same convex problem solved by SLSQP: a bound that is valid but loose would differ
+    slsqp = minimize(
+        lambda w: tuple(v / var.full for v in var(w)),
+        np.full(len(step), 0.1),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * len(step),
+        constraints=[{"type": "ineq", "fun": lambda w: 0.1 - step @ w, "jac": lambda w: -step}],
+        options={"maxiter": 500, "ftol": 1e-12},
+    )
+    assert slsqp.success
+    assert lower_bound(var, step, 0.1) == pytest.approx(np.sqrt(slsqp.fun), rel=2e-3)
     bounds = [lower_bound(var, step, b) for b in (0.3, 0.1, 0.03)]
     assert bounds[0] < bounds[1] < bounds[2]
     rng = np.random.default_rng(0)

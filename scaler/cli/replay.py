@@ -187,6 +187,6 @@ def design_quality(pool: Pool, tx, designs: list[list[int]], budget: float):
 
 
 def _median(values: list) -> float | None:
-    """Median of the defined values (None: none defined)."""
-    defined = [v for v in values if v is not None]
-    return statistics.median(defined) if defined else None
+    """Median, an undefined (None) value counting as infinite; None if the median is."""
+    m = statistics.median(math.inf if v is None else v for v in values)
+    return m if math.isfinite(m) else None

@@ -7,17 +7,19 @@ copy leaves one or more files truncated: `Tuner.restore` then fails on the trial
 searcher's and callbacks' states (`searcher-state-*.pkl`, `callback-states-*.pkl`) are lost. This
 was seen once on a loaded machine: an empty `searcher-state` file.
 
-`StateBackup`, the last of the sweep's Tune callbacks, copies the four files of each checkpoint
-into one file in storage (`BACKUP`). Tune asks the callbacks for their state at the end of each
-save, when the other three files are already written. The copy is written to a temporary file
-and renamed, so it is always whole. Tune never copies it: it is written to storage only, and
-Tune's restore fetches only .json and .pkl files to staging. Before `Tuner.restore`, `recover` checks the newest file of each
-kind. If one cannot be read, it puts back the backup's four files. They come from a single
-checkpoint, so they agree with each other.
+`StateBackup`, the sweep's Tune callback after the MLflow one, copies the four files of each
+checkpoint into one file in storage (`BACKUP`). Tune asks the callbacks for their state at the
+end of each save, when the other three files are already written, and before it uploads them.
+The copy is written to a temporary file and renamed, so it is always whole. Tune never copies
+it: it is written to storage only, and Tune's restore fetches only .json and .pkl files to
+staging. Before `Tuner.restore`, `recover` puts the backup's four files in place of Tune's copy.
+They come from one save, the latest, so they agree with each other even where a kill left
+Tune's copy half from the checkpoint before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -75,7 +77,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class StateBackup(Callback):
-    """Writes `BACKUP` (module docstring) at every checkpoint. It must be the last callback.
+    """Writes `BACKUP` (module docstring) at every checkpoint, after the callbacks in `others`
+    (Tune appends its own stateless logger callbacks after this one).
 
     `searcher.saved_to` is (staging folder, session) of the searcher's latest save, or None before
     the first one. `others` are the callbacks before this one, whose states make up
@@ -90,7 +93,12 @@ class StateBackup(Callback):
     def get_state(self) -> None:
         saved = self.searcher.saved_to
         if saved is not None:
-            self.write(Path(saved[0]), saved[1])
+            try:
+                self.write(Path(saved[0]), saved[1])
+            except OSError as e:  # a full disk must not end the sweep; a stale copy must not stay
+                log.warning("could not back up Tune's state to %s: %s", self.experiment_dir, e)
+                with contextlib.suppress(OSError):
+                    (self.experiment_dir / BACKUP).unlink(missing_ok=True)
         return None  # nothing of its own to restore
 
     def write(self, staging: Path, session: str) -> None:
@@ -108,32 +116,42 @@ class StateBackup(Callback):
 
 
 def recover(experiment_dir: Path) -> list[str]:
-    """Before `Tuner.restore`: if the newest of any of Tune's state files in `experiment_dir`
-    cannot be read, replace Tune's state with the backup's. Returns the unreadable files' names
-    (empty: nothing was changed). Raises ValueError if one is unreadable and there is no backup.
+    """Before `Tuner.restore`: put the backup's files (the latest checkpoint, whole and from one
+    save) in place of Tune's copy, which a kill during the upload can leave truncated, or
+    readable but half from the checkpoint before. Returns the names of Tune's newest files that
+    were unreadable. Raises ValueError if one is unreadable and there is no usable backup.
     """
     newest = [max(experiment_dir.glob(t.format("*")), default=None) for t in TUNE_FILES]
     bad = [p.name for p in newest if p is not None and not readable(p)]
-    if not bad:
-        return []
     backup = read_state(experiment_dir / BACKUP)
-    if not isinstance(backup, dict) or "files" not in backup:
-        raise ValueError(
-            f"sweep {experiment_dir.name}: {', '.join(bad)} cannot be read and there is no "
-            f"readable backup of Tune's state ({experiment_dir / BACKUP}); the sweep cannot resume"
-        )
+    usable = isinstance(backup, dict) and "files" in backup
+    # the backup is written before each upload, so it is never older than Tune's copy; a later
+    # session in storage would mean a failed backup (which removes the file): keep Tune's copy
+    if usable and newest[0] is not None:
+        usable = newest[0].name <= TUNE_FILES[0].format(backup["session"])
+    if not usable:
+        if bad:
+            raise ValueError(
+                f"sweep {experiment_dir.name}: {', '.join(bad)} cannot be read and there is no "
+                f"usable backup of Tune's state ({experiment_dir / BACKUP}); the sweep cannot "
+                "resume"
+            )
+        return []
     session = backup["session"]
-    log.warning(
-        "%s unreadable (the driver was killed while Ray Tune copied its state to storage); "
-        "restoring Tune's state from %s (session %s)",
-        ", ".join(bad),
-        BACKUP,
-        session,
-    )
+    if bad:
+        log.warning(
+            "%s unreadable (the driver was killed while Ray Tune copied its state to storage); "
+            "restoring Tune's state from %s (session %s)",
+            ", ".join(bad),
+            BACKUP,
+            session,
+        )
+    for name, data in backup["files"].items():  # first: a kill from here on finds them again
+        write_atomic(experiment_dir / name, data)
     for template in TUNE_FILES:  # Tune reads the newest of each kind: drop any newer than ours
         for path in experiment_dir.glob(template.format("*")):
-            if path.name > template.format(session) or not readable(path):
+            if path.name not in backup["files"] and (
+                path.name > template.format(session) or not readable(path)
+            ):
                 path.unlink()
-    for name, data in backup["files"].items():
-        write_atomic(experiment_dir / name, data)
     return bad

@@ -47,33 +47,76 @@ def checkpoint(staging, search, callbacks, session, trials):
     callbacks.save_to_dir(str(staging), session_str=session)
 
 
-def test_truncated_tune_state_is_put_back_from_one_checkpoint(tmp_path):
+SESSION = "2026-11-29_08-00-00"
+
+
+def three_checkpoints(tmp_path, copy_after_second: list[str] | None = None):
+    """Three checkpoints in staging; storage gets a full copy of the second, then (a kill during
+    the third upload) only `copy_after_second`'s files of the third. Returns storage."""
     staging, storage = tmp_path / "staging", tmp_path / "storage"
     staging.mkdir()
     search, callbacks, counter = tune_objects(storage)
-    session = "2026-11-29_08-00-00"
-    for step in range(3):  # three checkpoints; storage receives (a copy of) the second
+    for step in range(3):
         search.searcher.suggest(f"t{step}")  # through the limiter
         counter.n = step + 1
-        checkpoint(staging, search, callbacks, session, trials=step + 1)
+        checkpoint(staging, search, callbacks, SESSION, trials=step + 1)
         if step == 1:
             shutil.copytree(staging, storage, dirs_exist_ok=True)
+    for template in copy_after_second or []:
+        shutil.copy(staging / template.format(SESSION), storage)
     assert (storage / BACKUP).exists() and not (staging / BACKUP).exists()
-    assert recover(storage) == []  # nothing unreadable: Tune's copy is left as it is
-    for template in TUNE_FILES:  # the kill during the third copy truncated every file
-        (storage / template.format(session)).write_bytes(b"")
+    return storage
 
-    assert sorted(recover(storage)) == sorted(t.format(session) for t in TUNE_FILES)
 
-    state = json.loads((storage / f"experiment_state-{session}.json").read_text())
-    assert state == {"trials": 3}  # the third checkpoint, whole
+def assert_third_checkpoint_restores(storage):
+    """Ray Tune's own readers load the third checkpoint, all four parts of it."""
+    state = json.loads((storage / f"experiment_state-{SESSION}.json").read_text())
+    assert state == {"trials": 3}
     resumed, restored_callbacks, restored_counter = tune_objects(storage)
-    resumed.restore_from_dir(str(storage))  # Ray Tune's own readers
+    resumed.restore_from_dir(str(storage))
     restored_callbacks.restore_from_dir(str(storage))
     assert restored_counter.n == 3
-    policy_searcher = resumed.searcher.searcher
-    assert policy_searcher.ledger.started == 3
+    assert resumed.searcher.searcher.ledger.started == 3
     assert sorted(resumed.searcher.live_trials) == ["t0", "t1", "t2"]
+
+
+def test_truncated_tune_state_is_put_back_from_one_checkpoint(tmp_path):
+    storage = three_checkpoints(tmp_path)
+    for template in TUNE_FILES:  # the kill during the third upload truncated every file
+        (storage / template.format(SESSION)).write_bytes(b"")
+    assert sorted(recover(storage)) == sorted(t.format(SESSION) for t in TUNE_FILES)
+    assert_third_checkpoint_restores(storage)
+
+
+@pytest.mark.parametrize("truncated", [None, *TUNE_FILES])
+def test_a_half_uploaded_checkpoint_is_replaced_whole(tmp_path, truncated):
+    """The kill landed after the trial list was uploaded and (maybe) while one more file was
+    being written: every file Tune would read must come from the third checkpoint."""
+    storage = three_checkpoints(tmp_path, copy_after_second=[TUNE_FILES[0]])
+    if truncated is not None:
+        (storage / truncated.format(SESSION)).write_bytes(b"{")
+    assert recover(storage) == ([] if truncated is None else [truncated.format(SESSION)])
+    assert_third_checkpoint_restores(storage)
+
+
+def test_a_later_session_than_the_backup_keeps_tunes_copy(tmp_path):
+    storage = three_checkpoints(tmp_path)
+    later = storage / "experiment_state-2026-11-29_09-00-00.json"
+    later.write_text(json.dumps({"trials": 9}))
+    assert recover(storage) == [] and later.exists()  # the backup is older: not used
+    later.write_text('{"trials": ')
+    with pytest.raises(ValueError, match=r"cannot be read and there is no usable backup"):
+        recover(storage)
+
+
+def test_a_backup_that_cannot_be_written_does_not_stop_the_sweep_nor_stay_stale(tmp_path, caplog):
+    storage = three_checkpoints(tmp_path)
+    (storage / (BACKUP + ".tmp")).mkdir()  # the next backup cannot be written
+    search, callbacks, _ = tune_objects(storage)
+    search.searcher.suggest("t0")
+    checkpoint(tmp_path / "staging", search, callbacks, SESSION, trials=1)  # does not raise
+    assert "could not back up Tune's state" in caplog.text
+    assert not (storage / BACKUP).exists()  # the old copy is not kept as if it were current
 
 
 def test_truncated_tune_state_without_a_backup_is_a_clear_error(tmp_path):
