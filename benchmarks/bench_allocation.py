@@ -55,15 +55,9 @@ import numpy as np
 import pandas as pd
 
 from scaler.allocation import Ledger, make_policy
-from scaler.allocation._information import increments, lower_bound
-from scaler.allocation._oracle_pool import (
-    EVAL_POINTS,
-    MODELS,
-    design_sd,
-    oracle_pool,
-    target_variance,
-)
-from scaler.allocation._replay import Pool, ReplayDesign, law_for, run_policy
+from scaler.allocation._information import increments, lower_bound, sd_ratio
+from scaler.allocation._oracle_pool import EVAL_POINTS, MODELS, oracle_pool, target_variance
+from scaler.allocation._replay import Pool, ReplayDesign, run_policy, target_mape
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoch_extracted.csv"
 POLICIES = ("grid", "random", "halving", "adaptive")
@@ -140,11 +134,8 @@ def chinchilla_pool(held_fraction: float = 0.1, drop_outliers: bool = True):
 def error(pool: Pool, rows: list[int], tx, ty) -> float:
     if len(rows) <= 1 + 2 * pool.x.shape[1]:
         return math.inf
-    try:
-        law = law_for(pool.x.shape[1]).fit(pool.x[rows], pool.y[rows])
-    except (ValueError, RuntimeError):
-        return math.inf
-    return float(np.mean(np.abs(law.predict(tx) - ty) / ty))
+    mape = target_mape(pool.x[rows], pool.y[rows], tx, ty)[1]
+    return mape if math.isfinite(mape) else math.inf  # no fit
 
 
 def anytime(pool: Pool, tx, ty, policy: str, seed: int, max_fraction: float):
@@ -252,6 +243,7 @@ def main() -> None:
         curves: dict[str, list] = {p: [] for p in POLICIES}
         e_stars = []
         sds: dict[str, list[float]] = {p: [] for p in POLICIES}  # design sd ratios at DESIGN_AT
+        variance = None if law is None else target_variance(law)[1]
         for seed in seeds:
             pool, tx, ty = chinchilla_pool() if law is None else oracle_pool(law, noise, seed)
             e_stars.append(error(pool, list(range(len(pool.y))), tx, ty))
@@ -261,8 +253,8 @@ def main() -> None:
                 curve, bought = anytime(pool, tx, ty, p, seed, cap)
                 curves[p].append(curve)
                 seconds[p] += time.perf_counter() - t
-                if law is not None:
-                    sds[p].append(design_sd(law, bought[DESIGN_AT]))
+                if variance is not None:
+                    sds[p].append(sd_ratio(variance, bought[DESIGN_AT]))
         e_star = statistics.median(e_stars)
         row = f"{name:32s} {100 * e_star:6.3f}% "
         errs = {}

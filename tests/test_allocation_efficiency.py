@@ -1,13 +1,15 @@
 """Adaptive vs grid at equal budget on a seeded oracle pool (the pool of
-benchmarks/bench_allocation.py, 3 seeds of one case): the adaptive policy's design must be at least as informative about the target as the
-grid's, and its fitted law's target error must match the grid's within a stated margin.  And the
+benchmarks/bench_allocation.py, 3 seeds of one case): the adaptive policy's design must be at
+least as informative about the target as the grid's, and its fitted law's target error must match
+the grid's within a stated margin.  And the
 tolerance stop: where the first-order sd is too optimistic, the bootstrap keeps the sweep going."""
 
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from scaler.allocation._oracle_pool import design_sd, oracle_pool
+from scaler.allocation._information import increments, lower_bound, sd_ratio
+from scaler.allocation._oracle_pool import oracle_pool, target_variance
 from scaler.allocation._replay import replay
 
 LAW = {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}
@@ -30,9 +32,10 @@ def runs():
 
 
 def test_adaptive_design_is_at_least_as_informative_as_the_grids(runs):
+    _, variance = target_variance(LAW)  # first-order target-error sd under the true law
     for grid, adaptive in runs:
         assert adaptive.spent_fraction <= BUDGET + 1e-9
-        assert design_sd(LAW, adaptive.rows) <= design_sd(LAW, grid.rows)
+        assert sd_ratio(variance, adaptive.rows) <= sd_ratio(variance, grid.rows)
 
 
 def test_adaptive_target_error_matches_the_grid_at_equal_budget(runs):
@@ -61,9 +64,6 @@ def test_bootstrap_vetoes_a_tolerance_stop_the_first_order_sd_would_make_too_ear
 def test_the_certified_bound_is_below_every_design_and_one_with_the_whole_budget():
     """`_information.lower_bound`: no design within a budget is more informative than it; with
     the whole pool's budget it is the whole pool (1); a smaller budget can only raise it."""
-    from scaler.allocation._information import increments, lower_bound, sd_ratio
-    from scaler.allocation._oracle_pool import target_variance
-
     pool, var = target_variance(LAW)
     step = increments(pool)
     assert lower_bound(var, step, 1.0) == pytest.approx(1.0, rel=1e-3)

@@ -1,4 +1,4 @@
-"""A seeded oracle pool for replaying policies, and how informative a design of it is.
+"""A seeded oracle pool for replaying policies, and the first-order variance at its target.
 
 Shared by `benchmarks/bench_allocation.py` and `tests/test_allocation_efficiency.py`: a grid of
 models, one run per model with its eval points at increasing samples (the oracle backend's law +
@@ -8,12 +8,11 @@ the noiseless law at 10x the largest model and 10x its data (100x the compute of
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from scaler.allocation._information import TargetVariance, sd_ratio
+from scaler.allocation._information import TargetVariance
 from scaler.allocation._replay import Pool
+from scaler.laws import Law
 from scaler.spec import Oracle, OracleLaw
 from scaler.trial.oracle import oracle_points
 
@@ -33,21 +32,16 @@ def oracle_pool(law: dict, noise: float, seed: int) -> tuple[Pool, np.ndarray, n
     n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
     pool = Pool(np.c_[n, d], y, cost, run)
     tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
-    ty = np.array(
-        [law["E"] + law["A"] * tx[0, 0] ** -law["alpha"] + law["B"] * tx[0, 1] ** -law["beta"]]
-    )
-    return pool, tx, ty
+    return pool, tx, true_law(law).predict(tx)
+
+
+def true_law(law: dict) -> Law:
+    """The oracle's law as a `JointLaw` that predicts (its `theta_` for the first-order sd)."""
+    return Law.from_dict({"form": "joint", "params": law})
 
 
 def target_variance(law: dict) -> tuple[Pool, TargetVariance]:
     """The oracle pool of `law` and the first-order variance of a fit's error at its target
     under the true law (`scaler.allocation._information`)."""
     pool, tx, _ = oracle_pool(law, 0.0, 0)
-    theta = np.array([law["E"], math.log(law["A"]), math.log(law["B"]), law["alpha"], law["beta"]])
-    return pool, TargetVariance(pool, tx, theta)
-
-
-def design_sd(law: dict, rows: list[int]) -> float:
-    """First-order target-error sd of a fit on `rows` / that of a fit on the whole pool: how
-    informative a design is, without the luck of one noise draw."""
-    return sd_ratio(target_variance(law)[1], rows)
+    return pool, TargetVariance(pool, tx, true_law(law).theta_)

@@ -163,7 +163,11 @@ def fit_law(x, y):
 
 def target_mape(x, y, target_x, target_y) -> tuple[dict | None, float]:
     """Fit on (x, y), return (params, mean |relative error| on the target); nan if no fit."""
-    law = fit_law(x, y)
+    return fitted_mape(fit_law(x, y), target_x, target_y)
+
+
+def fitted_mape(law, target_x, target_y) -> tuple[dict | None, float]:
+    """(params, mean |relative error| on the target) of a fitted law; (None, nan) for None."""
     if law is None:
         return None, float("nan")
     pred = law.predict(target_x)

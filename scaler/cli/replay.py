@@ -13,7 +13,7 @@ import pandas as pd
 from scaler._expr import evaluate, parse_named, split_top_level
 from scaler.allocation import POLICIES
 from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
-from scaler.allocation._replay import Pool, fit_law, replay, target_mape
+from scaler.allocation._replay import Pool, fit_law, fitted_mape, replay
 from scaler.cli.fit import axis_values, loss_values, read_csv
 
 
@@ -136,8 +136,9 @@ def run(args) -> int:
         )
         for s in range(args.seeds)
     ]
-    full_params, full_mape = target_mape(pool.x, pool.y, tx, ty)
-    sd, bound = design_quality(pool, tx, [r.rows for r in seeds], args.budget)
+    whole = fit_law(pool.x, pool.y)  # the reference, and the stand-in for the true law
+    full_params, full_mape = fitted_mape(whole, tx, ty)
+    sd, bound = design_quality(pool, tx, [r.rows for r in seeds], args.budget, whole)
     out = {
         "seeds": [r.to_dict() | {"design_sd_ratio": v} for r, v in zip(seeds, sd, strict=True)],
         "median": {
@@ -172,12 +173,11 @@ def run(args) -> int:
     return 0
 
 
-def design_quality(pool: Pool, tx, designs: list[list[int]], budget: float):
+def design_quality(pool: Pool, tx, designs: list[list[int]], budget: float, law):
     """How informative each design is about the target and the most any design within `budget`
     could be (`scaler.allocation._information`): first-order target-error sd ratios to the whole
-    pool's, under the law fitted on the whole pool (the best stand-in for the truth). None
-    where undefined (no fit, too few rows)."""
-    law = fit_law(pool.x, pool.y)
+    pool's, under `law`, fitted on the whole pool (the best stand-in for the truth). None where
+    undefined (no fit, too few rows)."""
     if law is None:
         return [None] * len(designs), None
     var = TargetVariance(pool, tx, law.theta_)

@@ -22,11 +22,12 @@ class PolicySearcher(Searcher):
     and restored by `Tuner.restore`, so a resumed sweep neither repeats nor double-spends.
 
     Tune copies its state files to storage one by one, so a driver killed during the copy can
-    leave the searcher's state one checkpoint (~1 s) older or newer than Tune's trial list (a
-    truncated file is put back from `scaler.tune.state_backup`). After a restore the searcher
-    therefore reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a
-    trial it started that Tune does not know is run again under a new id, and a trial Tune
-    knows that it did not start is adopted (not proposed a second time).
+    leave the searcher's state one checkpoint (~1 s) older or newer than Tune's trial list.
+    `scaler.tune.state_backup` puts back one consistent checkpoint before a resume; where it
+    has none (a sweep started before it, a backup that could not be written), the searcher
+    reconciles with the trials Tune re-adds (`on_tune_trial`, from the scheduler): a trial it
+    started that Tune does not know is run again under a new id, and a trial Tune knows that it
+    did not start is adopted (not proposed a second time).
     """
 
     def __init__(self, policy: Policy, ledger: Ledger):
