@@ -39,16 +39,41 @@ def slow_oracle(delay_seconds: float, **extra) -> dict:
 def assert_retried_from_checkpoint(results: list[dict], killed: int) -> int:
     """Tune's results of a trial whose process `killed` died: a retry in a new process that
     starts after the last checkpoint, every eval point reported once.  Returns the retry's index."""
+    rows = [(r["pid"], r["training_iteration"], r["samples"]) for r in results]  # for a failure
     pids = [r["pid"] for r in results]
     first_retry = next(i for i, pid in enumerate(pids) if pid != killed)
-    assert first_retry >= 2 and killed not in pids[first_retry:]
+    assert first_retry >= 2 and killed not in pids[first_retry:], rows
     retry = results[first_retry]
-    assert retry["iterations_since_restore"] == 1  # a new attempt ...
-    assert retry["samples"] > results[0]["samples"]  # ... that did not start from zero
-    assert retry["training_iteration"] == first_retry + 1  # ... but from the last checkpoint
+    assert retry["iterations_since_restore"] == 1, rows  # a new attempt ...
+    assert retry["samples"] > results[0]["samples"], rows  # ... that did not start from zero
+    assert retry["training_iteration"] == first_retry + 1, rows  # ... but from the last checkpoint
     samples = [r["samples"] for r in results]
-    assert samples == sorted(set(samples))
+    assert samples == sorted(set(samples)), rows
     return first_retry
+
+
+class ResultWatch:
+    """Tune's results of an experiment's trials, each trial's offered once its newest row has stood
+    `quiet` seconds.  A kill then lands mid-point, after the driver registered that row's
+    checkpoint: Tune writes a result row first and asks the trial actor for the row's checkpoint
+    after (`_checkpoint_trial_if_needed` -> a remote `save`), so a kill in between retries from the
+    checkpoint before and reports that point twice."""
+
+    def __init__(self, experiment: Path, quiet: float = 0.4):
+        self.experiment, self.quiet = experiment, quiet
+        self.seen: dict[Path, tuple[int, float]] = {}  # trial dir -> (rows, when last grown)
+
+    def settled(self) -> list[tuple[Path, list[dict]]]:
+        now, found = time.time(), []
+        for trial_dir in sorted(self.experiment.glob("run_trial_*")):
+            results = tune_results(trial_dir)
+            rows, since = self.seen.get(trial_dir, (-1, now))
+            if rows != len(results):
+                since = now
+            self.seen[trial_dir] = (len(results), since)
+            if now - since >= self.quiet:
+                found.append((trial_dir, results))
+        return found
 
 
 def tune_results(trial_dir: Path) -> list[dict]:

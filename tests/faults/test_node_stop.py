@@ -16,6 +16,7 @@ import scaler
 from scaler.localcluster import LocalCluster
 from tests.faults.helpers import (
     ORACLE_SPEC,
+    ResultWatch,
     assert_points_once,
     assert_retried_from_checkpoint,
     scaler_cmd,
@@ -67,11 +68,10 @@ def test_worker_node_stopped_mid_trial_retries_on_the_head_from_checkpoint(tmp_p
             env=cluster.env(),
         )
         # the trial whose process belongs to the worker node's process group, 2 points in
-        experiment, found, deadline = storage / "faults-node", None, time.time() + 180
+        watch, found, deadline = ResultWatch(storage / "faults-node"), None, time.time() + 180
         while found is None:
             assert time.time() < deadline and proc.poll() is None, log.read_text()[-3000:]
-            for trial_dir in experiment.glob("run_trial_*"):
-                results = tune_results(trial_dir)
+            for trial_dir, results in watch.settled():
                 if 2 <= len(results) < EVAL_POINTS:
                     if worker.pid in _ancestors(results[-1]["pid"]):
                         found = (results[-1]["trial_id"], results[-1]["pid"], trial_dir)
