@@ -38,6 +38,9 @@ Frank-Wolfe and certified by its duality gap: `scaler.allocation._information`) 
 real design found (runs bought as prefixes, i.e. a run stopped after its k-th eval point;
 coordinate descent from 81 starts with the true law).  A policy "reaches e*" at budget
 f only if the ratio at f is <= 1 + slack.  Each policy's own design at 10 % is scored the same way.
+`--bound-only` also prints, per law, the bound at 10 % and the least fraction of the grid's cost
+with a bound <= 1 + slack on denser or redundant grids (each (N, D) its own run, 3 seeds of every
+run, 16 x 16): whether the goal could be met on a grid that wastes more.
 
 Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
       [--bound-only]
@@ -46,6 +49,7 @@ Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fractio
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -55,8 +59,15 @@ import numpy as np
 import pandas as pd
 
 from scaler.allocation import Ledger, make_policy
-from scaler.allocation._information import increments, lower_bound, sd_ratio
-from scaler.allocation._oracle_pool import EVAL_POINTS, MODELS, oracle_pool, target_variance
+from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
+from scaler.allocation._oracle_pool import (
+    DATA_BUDGET,
+    EVAL_POINTS,
+    MODELS,
+    oracle_pool,
+    target_variance,
+    true_law,
+)
 from scaler.allocation._replay import Pool, ReplayDesign, run_policy, target_mape
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoch_extracted.csv"
@@ -208,6 +219,48 @@ def print_bound(cases, slack: float) -> dict[str, dict]:
     return by_case
 
 
+def grid_pool(law: dict, models: int, points: int, runs: bool, copies: int) -> Pool:
+    """A noiseless oracle grid for the bound (noise does not change it): `models` sizes over
+    MODELS' range, `points` sample counts up to DATA_BUDGET; each model one run with its eval
+    points (`runs`), or each (N, D) its own run (as when the LR schedule is matched to D, so an
+    earlier checkpoint is not a valid point); `copies` of every run (seeds)."""
+    n = np.geomspace(MODELS[0], MODELS[-1], models)
+    d = np.geomspace(DATA_BUDGET / 2**9, DATA_BUDGET, points)
+    x = np.array([(a, b) for _ in range(copies) for a in n for b in d])
+    ids = np.arange(len(x))
+    run = ids // points if runs else None  # copies and models in order: one id per run
+    return Pool(x, true_law(law).predict(x), 6 * x[:, 0] * x[:, 1], run)
+
+
+GRIDS = {  # name -> grid_pool arguments
+    "bench (8 runs, 8 points)": dict(models=8, points=8, runs=True, copies=1),
+    "every (N,D) its own run": dict(models=8, points=8, runs=False, copies=1),
+    "3 seeds of every run": dict(models=8, points=8, runs=True, copies=3),
+    "16 runs, 16 points": dict(models=16, points=16, runs=True, copies=1),
+}
+
+
+def print_density(slack: float) -> None:
+    """Does a denser or redundant grid make the goal reachable?  Per law and grid: the lower bound
+    at 10 % and the least fraction of the grid's cost at which it is <= 1 + slack."""
+    print(
+        f"grid density: lower bound @10% / least fraction of the grid's cost for <= {1 + slack:g}"
+    )
+    laws = {json.dumps(law): name for name, (law, _) in ORACLE_CASES.items()}
+    tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
+    for key, name in laws.items():
+        law, cells = json.loads(key), []
+        for grid, kw in GRIDS.items():
+            pool = grid_pool(law, **kw)
+            var, step = TargetVariance(pool, tx, true_law(law).theta_), increments(pool)
+            lo, hi = 0.01, 1.0  # bisection in log(fraction)
+            for _ in range(10):
+                mid = math.sqrt(lo * hi)
+                lo, hi = (lo, mid) if lower_bound(var, step, mid, 1e-3) <= 1 + slack else (mid, hi)
+            cells.append(f"{grid}: >={lower_bound(var, step, 0.1):.2f} / {100 * hi:.0f}%")
+        print(f"  {name:26s} " + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3, help="pool noise / policy seeds 0..K-1")
@@ -225,6 +278,7 @@ def main() -> None:
         cases.append(("chinchilla top-10% held out", None, None))
     if args.bound_only:
         print_bound(cases, args.slack)
+        print_density(args.slack)
         return
 
     print(

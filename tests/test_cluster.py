@@ -176,6 +176,7 @@ def test_submit_refuses_a_relative_storage_and_a_spec_outside_the_working_dir(tm
     assert out.returncode == 2 and "is outside --working-dir" in out.stderr
 
 
+@pytest.mark.slow  # ~35 s; the submit test above already runs trials on both nodes
 def test_run_with_address_auto_joins_the_cluster(cluster, tmp_path):
     storage = cluster.base / "shared" / "run-auto"
     spec = write_spec(tmp_path, {**ORACLE, "name": "cluster-auto", "budget": {"trials": 8}})
