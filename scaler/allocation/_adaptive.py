@@ -47,7 +47,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from scaler.allocation._base import Candidate, Ledger, Policy
+from scaler.allocation._base import Candidate, Ledger, Policy, latest_choice
 from scaler.allocation._design import Design
 from scaler.laws import JointLaw, PowerLaw
 
@@ -119,14 +119,8 @@ class AdaptivePolicy(Policy):
         self.shift = np.log(np.array(tops)).mean(axis=0) if tops else np.zeros(self.design.n_axes)
 
     # --- bookkeeping ------------------------------------------------------------------------
-    def _index(self, candidate: Candidate) -> int | None:
-        for i in reversed(self.chosen):
-            if self.candidates[i] == candidate:
-                return i
-        return None
-
     def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:
-        i = self._index(candidate)
+        i = latest_choice(self.candidates, self.chosen, candidate)
         for p in points:
             if "loss" not in p or "samples" not in p:
                 continue
@@ -139,7 +133,7 @@ class AdaptivePolicy(Policy):
                 self.running[i].append(row)
 
     def on_complete(self, trial_id: str, candidate: Candidate, result: dict | None = None) -> None:
-        i = self._index(candidate)
+        i = latest_choice(self.candidates, self.chosen, candidate)
         if i is not None:
             self.running.pop(i, None)
 
@@ -404,7 +398,7 @@ class AdaptivePolicy(Policy):
         samples_done = int(result.get("samples", 0))
         if self.done_reason:
             return True
-        i = self._index(candidate)
+        i = latest_choice(self.candidates, self.chosen, candidate)
         a = self.assess()
         if i is None or a is None or not len(a["index"]):
             return False

@@ -115,6 +115,17 @@ class Ledger:
         return max(fractions, default=0.0)
 
 
+def latest_choice(
+    candidates: list[Candidate], chosen: list[int], candidate: Candidate
+) -> int | None:
+    """The latest index in `chosen` (indices into `candidates`, in the order proposed) whose
+    candidate is `candidate`; None if it was never chosen."""
+    for i in reversed(chosen):
+        if candidates[i] == candidate:
+            return i
+    return None
+
+
 class Policy(ABC):
     """Chooses the next candidate; `None` means nothing more to run."""
 

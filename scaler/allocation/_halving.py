@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from scaler.allocation._base import Candidate, Ledger, Policy
+from scaler.allocation._base import Candidate, Ledger, Policy, latest_choice
 from scaler.allocation._design import Design
 
 
@@ -81,20 +81,14 @@ class HalvingPolicy(Policy):
     def waiting(self, ledger: Ledger) -> bool:
         return bool(self.running)
 
-    def _index(self, candidate: Candidate) -> int | None:
-        for i in reversed(self.chosen):
-            if self.candidates[i] == candidate:
-                return i
-        return None
-
     def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:
-        i = self._index(candidate)
+        i = latest_choice(self.candidates, self.chosen, candidate)
         for p in points:
             if i is not None and "loss" in p and math.isfinite(p["loss"]):
                 self.losses_pending[i] = float(p["loss"])
 
     def on_complete(self, trial_id: str, candidate: Candidate, result: dict | None = None) -> None:
-        i = self._index(candidate)
+        i = latest_choice(self.candidates, self.chosen, candidate)
         if i is None:
             return
         self.running.discard(i)
