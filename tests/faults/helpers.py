@@ -55,9 +55,10 @@ def assert_retried_from_checkpoint(results: list[dict], killed: int) -> int:
 class ResultWatch:
     """Tune's results of an experiment's trials, each trial's offered once its newest row has stood
     `quiet` seconds.  A kill then lands mid-point, after the driver registered that row's
-    checkpoint: Tune writes a result row first and asks the trial actor for the row's checkpoint
-    after (`_checkpoint_trial_if_needed` -> a remote `save`), so a kill in between retries from the
-    checkpoint before and reports that point twice."""
+    checkpoint.  The driver logs a row (in its staging folder, synced to storage with the
+    experiment state, possibly in the same loop) before it asks the trial actor for the row's
+    checkpoint (`_checkpoint_trial_if_needed` -> a remote `save`, registered when it returns), so
+    a kill right after the row shows up retries from the checkpoint before and repeats a point."""
 
     def __init__(self, experiment: Path, quiet: float = 0.4):
         self.experiment, self.quiet = experiment, quiet
