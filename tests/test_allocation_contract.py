@@ -123,7 +123,8 @@ def test_adaptive_stops_at_the_tolerance_and_explains_every_decision():
     for d in decisions:
         top = d["top"][0]
         assert top["gain_per_cost"] == pytest.approx(top["gain"] / top["cost"])
-        assert set(d["spent_per_axis"]) == {"params", "samples"}
+        assert set(d["cost_position"]) == {"params", "samples"}
+        assert all(0 <= v <= 1 for v in d["cost_position"].values())
     assert len(chosen) < len(space())
 
 

@@ -55,6 +55,43 @@ def test_dlrm_sweep_records_every_trial_and_eval_point(tmp_path, ray_local):
     assert "joint" in result.report.laws or "joint" in result.report.skipped
 
 
+def test_adaptive_policy_drives_a_dlrm_sweep(tmp_path, ray_local):
+    """`policy: adaptive` on real TorchRec trials: the law's parameter axis is the DLRM model's
+    parameter count (from the knob), every decision is in MLflow, the budget holds."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from scaler.sweep import make_searcher, run_sweep
+
+    spec = parse_spec(
+        {
+            **TINY,
+            "name": "dlrm-adaptive",
+            "trial": {"eval_points": 4, "min_samples": 8192},
+            "axes": {"params": {"model.num_embeddings": [500, 2000, 8000]}, "data": [32768, 65536]},
+            "budget": {"trials": 4},
+            "policy": {"name": "adaptive"},
+        }
+    )
+    design = make_searcher(spec).policy.design
+    assert design.n_axes == 2  # the model varies: a joint law in (parameters, samples)
+    result = run_sweep(spec, storage=tmp_path, final_bootstrap=0)
+    assert result.trials == 4 and result.errors == 0
+    client = MlflowClient(result.tracking_uri)
+    run = result.parent_run_id
+    steps = sorted(a.path for a in client.list_artifacts(run, "allocation"))
+    assert "allocation/latest.json" in steps and len(steps) >= 2
+    first = json.loads(open(client.download_artifacts(run, steps[0])).read())
+    assert set(first["spent_per_axis"]) == {"model.num_embeddings", "samples"}
+    chosen = first["decision"]["chosen"]
+    assert chosen["params"]["model.num_embeddings"] in (500, 2000, 8000)
+    assert chosen["samples"] in (32768, 65536)
+    assert client.get_metric_history(run, "alloc.target_rel_sd")
+    trials = scaler.trials("dlrm-adaptive", tracking_uri=result.tracking_uri)
+    assert len(trials) == 4 and (trials["status"] == "completed").all()
+
+
 def test_bad_dlrm_knob_fails_at_load_naming_the_field():
     bad = {**TINY, "axes": {"params": {"model.embedding_dim": [8, 6]}}}
     with pytest.raises(

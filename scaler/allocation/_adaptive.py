@@ -436,7 +436,7 @@ class AdaptivePolicy(Policy):
                 "target_rel_sd_with_running": math.sqrt(max(a["v_now"], 0.0)),
                 "chosen": None if chosen is None else self.candidates[chosen].config(),
                 "stop": self.done_reason,
-                "spent_per_axis": self.spent_per_axis(),
+                "cost_position": self.cost_position(),
                 "top": [
                     {
                         "config": self.candidates[a["index"][j]].config(),
@@ -453,9 +453,10 @@ class AdaptivePolicy(Policy):
             }
         )
 
-    def spent_per_axis(self) -> dict[str, float]:
+    def cost_position(self) -> dict[str, float]:
         """Where the cost went: cost-weighted mean position of the chosen runs on each axis,
-        0 = the smallest value of the space, 1 = the largest (log scale)."""
+        0 = the smallest value of the space, 1 = the largest (log scale).  (The FLOPs per value
+        of every axis are the searcher's `spent_per_axis`, next to the decision in MLflow.)"""
         if not self.chosen:
             return {}
         names = ["params", "samples"] if self.design.n_axes == 2 else ["samples"]
