@@ -5,6 +5,7 @@ was tried, exit 2, and record nothing."""
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 
@@ -81,8 +82,38 @@ def test_address_checks_in_process():
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         port = listening.getsockname()[1]
-        check_ray_address(f"127.0.0.1:{port}")  # takes connections: up to ray.init now
-        check_ray_address(f"ray://127.0.0.1:{port}")
         check_dashboard_address(f"127.0.0.1:{port}")  # HTTP, as Ray's job client reads it
+        # takes connections but says nothing: not a GCS (which answers HTTP/2 at once)
+        for address, what in [("", "Ray cluster (GCS)"), ("ray://", "Ray client server")]:
+            with pytest.raises(
+                AddressError,
+                match=rf"127.0.0.1:{port}: something takes connections .* not a {re.escape(what)} "
+                r"\(no gRPC answer within 0.5 s\)",
+            ):
+                check_ray_address(f"{address}127.0.0.1:{port}", timeout=0.5)
     with pytest.raises(AddressError, match=rf"ray://127.0.0.1:{port}: no Ray client server"):
         check_ray_address(f"ray://127.0.0.1:{port}")
+
+
+def test_a_gcs_passes_and_an_http_server_is_named_not_one(ray_local, tmp_path):
+    """The gRPC check takes a real GCS; the dashboard's port (HTTP) fails in seconds, naming the
+    GCS port to use instead."""
+    from scaler.cluster import AddressError, check_ray_address
+
+    check_ray_address(ray_local.get_runtime_context().gcs_address)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        start = time.time()
+        with pytest.raises(AddressError) as err:
+            check_ray_address(address)
+        assert time.time() - start < 2
+        spec = write_spec(tmp_path / "s.yaml", name="faults-address")
+        out = run(["run", str(spec), "--address", address, "--storage", str(tmp_path)], 120)
+    finally:
+        server.shutdown()
+    assert "not a Ray cluster (GCS) (it answered b'" in str(err.value)
+    assert "HOST:6379" in str(err.value) and "scaler submit" in str(err.value)
+    assert out.returncode == 2 and str(err.value) in _one_error_line(out, "run")
+    assert not (tmp_path / "mlflow.db").exists()
