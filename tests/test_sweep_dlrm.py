@@ -89,7 +89,9 @@ def test_adaptive_policy_drives_a_dlrm_sweep(tmp_path, ray_local):
     assert chosen["samples"] in (32768, 65536)
     assert client.get_metric_history(run, "alloc.target_rel_sd")
     trials = scaler.trials("dlrm-adaptive", tracking_uri=result.tracking_uri)
-    assert len(trials) == 4 and (trials["status"] == "completed").all()
+    # adaptive may stop a running trial whose remaining eval points are worth little
+    assert len(trials) == 4, trials
+    assert trials["status"].isin(["completed", "stopped early"]).all(), trials["status"]
 
 
 def test_bad_dlrm_knob_fails_at_load_naming_the_field():

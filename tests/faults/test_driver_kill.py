@@ -20,10 +20,8 @@ from tests.faults.helpers import (
 )
 
 
-@pytest.mark.parametrize(
-    "truncated",
-    [False, pytest.param(True, marks=pytest.mark.slow, id="tune-state-truncated")],
-)
+@pytest.mark.slow  # ~60 s each; tests/faults/test_state_backup.py covers the restore in seconds
+@pytest.mark.parametrize("truncated", [False, pytest.param(True, id="tune-state-truncated")])
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, truncated):
     """truncated: the kill also caught Tune copying its state to storage (seen once under load:
     an empty searcher-state file); here all four of Tune's state files are empty, so the resume
