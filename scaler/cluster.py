@@ -175,25 +175,28 @@ def _host_port(address: str, default_port: int | None) -> tuple[str, int]:
 # HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its
 # client server) answers with a SETTINGS frame of its own (frame type 4 at byte 3 of 9)
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-NOT_GRPC_HINT = {
-    "Ray cluster (GCS)": "a Ray cluster's address is its GCS, HOST:6379 unless `ray start --head "
-    "--port` said otherwise; the dashboard's (HOST:8265) is for `scaler submit`",
-    "Ray client server": "Ray's client server is ray://HOST:10001 unless `ray start --head "
-    "--ray-client-server-port` said otherwise",
-}
+GCS_HINT = (
+    "a Ray cluster's address is its GCS, HOST:6379 unless `ray start --head --port` said "
+    "otherwise; the dashboard's (HOST:8265) is for `scaler submit`"
+)
+CLIENT_HINT = (
+    "Ray's client server is ray://HOST:10001 unless `ray start --head --ray-client-server-port` "
+    "said otherwise"
+)
 
 
 def _connect(
-    address: str, host: str, port: int, what: str, timeout: float, grpc: bool = False
+    address: str, host: str, port: int, what: str, timeout: float, grpc_hint: str | None = None
 ) -> None:
-    """Raises AddressError unless `host:port` takes a TCP connection within `timeout` (and, with
-    `grpc`, answers HTTP/2: so a dashboard or any other non-gRPC server there fails in seconds
-    instead of after Ray's retries; skipped under RAY_USE_TLS, whose handshake comes first)."""
+    """Raises AddressError unless `host:port` takes a TCP connection within `timeout`; with a
+    `grpc_hint` (said when it fails) it must also answer HTTP/2, so a dashboard or any other
+    non-gRPC server there fails in seconds instead of after Ray's retries (skipped under
+    RAY_USE_TLS, whose handshake comes first)."""
     import socket
 
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
-            if not grpc or os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            if grpc_hint is None or os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
                 return
             conn.sendall(H2_PREFACE)
             reply = b""
@@ -207,7 +210,7 @@ def _connect(
             got = f"it answered {reply!r}" if reply else f"no gRPC answer within {timeout:g} s"
             raise AddressError(
                 f"--address {address}: something takes connections at {host}:{port}, but it is "
-                f"not a {what} ({got}); {NOT_GRPC_HINT[what]}"
+                f"not a {what} ({got}); {grpc_hint}"
             )
     except TimeoutError:
         why = f"no answer within {timeout:g} s"
@@ -252,8 +255,8 @@ def check_ray_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     client = target.startswith("ray://")
     host, port = _host_port(target, 10001 if client else None)
     shown = address if target == address else f"{address} (= {target})"
-    what = "Ray client server" if client else "Ray cluster (GCS)"
-    _connect(shown, host, port, what, timeout, grpc=True)
+    what, hint = ("Ray client server", CLIENT_HINT) if client else ("Ray cluster (GCS)", GCS_HINT)
+    _connect(shown, host, port, what, timeout, grpc_hint=hint)
 
 
 def check_dashboard_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:

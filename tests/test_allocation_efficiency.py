@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import minimize
 
 from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
-from scaler.allocation._oracle_pool import oracle_pool, target_variance, true_law
+from scaler.allocation._oracle_pool import TARGET_X, oracle_pool, target_variance, true_law
 from scaler.allocation._replay import Pool, replay
 
 LAW = {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}
@@ -97,14 +97,13 @@ def test_copies_of_every_run_leave_the_bound_unchanged():
     """A more redundant grid (3 seeds of every run) scales information and cost alike, so the
     fraction of the grid any design needs is the same (what the benchmark's density table shows)."""
     pool, var = target_variance(LAW)
-    _, tx, _ = oracle_pool(LAW, 0.0, 0)
     copies = Pool(
         np.tile(pool.x, (3, 1)),
         np.tile(pool.y, 3),
         np.tile(pool.cost, 3),
         np.array([f"{k}-{r}" for k in range(3) for r in pool.run]),
     )
-    var3 = TargetVariance(copies, tx, true_law(LAW).theta_)
+    var3 = TargetVariance(copies, TARGET_X, true_law(LAW).theta_)
     assert var3.full == pytest.approx(var.full / 3, rel=1e-9)
     for budget in (0.05, 0.1, 0.3):
         assert lower_bound(var3, increments(copies), budget) == pytest.approx(

@@ -17,22 +17,24 @@ from scaler.spec import Oracle, OracleLaw
 from scaler.trial.oracle import oracle_points
 
 MODELS = np.geomspace(1e5, 1e8, 8)  # parameters of the pool's models
-DATA_BUDGET = 10**9  # samples of every run; eval points log-spaced from DATA_BUDGET / 2^9
+DATA_BUDGET = 10**9  # samples of every run; eval points log-spaced from FIRST_SAMPLES
+FIRST_SAMPLES = DATA_BUDGET / 2**9
 EVAL_POINTS = 8
+TARGET_X = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])  # 100x the largest run's compute
+TARGET_X.setflags(write=False)  # shared by every pool
 
 
 def oracle_pool(law: dict, noise: float, seed: int) -> tuple[Pool, np.ndarray, np.ndarray]:
     """(pool, target x (1, 2), target loss (1,)) for `law` (E, A, alpha, B, beta)."""
     oracle = Oracle(law=OracleLaw(**law), noise=noise)
-    schedule = [int(d) for d in np.geomspace(DATA_BUDGET / 2**9, DATA_BUDGET, EVAL_POINTS)]
+    schedule = [int(d) for d in np.geomspace(FIRST_SAMPLES, DATA_BUDGET, EVAL_POINTS)]
     rows = []
     for m, n in enumerate(MODELS):
         for p in oracle_points(oracle, n, DATA_BUDGET, schedule, seed * 1000 + m):
             rows.append((n, p.samples, p.loss, p.flops, f"m{m}"))
     n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
     pool = Pool(np.c_[n, d], y, cost, run)
-    tx = np.array([[10 * MODELS[-1], 10 * DATA_BUDGET]])
-    return pool, tx, true_law(law).predict(tx)
+    return pool, TARGET_X, true_law(law).predict(TARGET_X)
 
 
 def true_law(law: dict) -> Law:
@@ -43,5 +45,5 @@ def true_law(law: dict) -> Law:
 def target_variance(law: dict) -> tuple[Pool, TargetVariance]:
     """The oracle pool of `law` and the first-order variance of a fit's error at its target
     under the true law (`scaler.allocation._information`)."""
-    pool, tx, _ = oracle_pool(law, 0.0, 0)
-    return pool, TargetVariance(pool, tx, true_law(law).theta_)
+    pool = oracle_pool(law, 0.0, 0)[0]
+    return pool, TargetVariance(pool, TARGET_X, true_law(law).theta_)
