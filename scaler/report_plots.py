@@ -8,11 +8,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from scaler.analysis import Analysis, clamped_frontier, frontier_band
+from scaler.analysis import Analysis
 
 AXIS_LABEL = {
     "samples": "training samples D (examples)",
     "params": "parameters N (count, dense + embedding)",
+    "sparse_params": "embedding parameters (count)",
+    "dense_params": "dense (MLP) parameters (count)",
     "flops": "training compute C (FLOPs)",
 }
 LOSS_LABEL = "held-out log loss (nats / example)"
@@ -28,11 +30,15 @@ def scheme_figure(an: Analysis):
         pred, lo, hi = s.law.predict_interval(grid)
         p = s.law.params_
         ax.scatter(s.x, s.loss, s=14, alpha=0.7, label="eval points")
-        ax.plot(grid, pred, "k-", label=f"{p.a:.3g}·x^-{p.b:.3f} + {p.c:.4g}")
+        if s.transients:
+            tx, ty, _ = zip(*s.transients, strict=True)
+            ax.scatter(tx, ty, s=14, marker="x", color="grey", label="transient (left out)")
+        fit = f"{p.a:.3g}·x^-{p.b:.3f} + {p.c:.4g}" if s.identified else "fit (not identified)"
+        ax.plot(grid, pred, "k-", label=fit)
         ax.fill_between(grid, lo, hi, color="k", alpha=0.15, label="95% CI")
         ax.axhline(p.c, color="grey", ls=":", label="constant c")
         ax.set(xscale="log", yscale="log", xlabel=AXIS_LABEL[s.axis], ylabel=LOSS_LABEL)
-        ax.set_title(f"{name}: {'saturated' if s.saturated else 'still paying'}", fontsize=10)
+        ax.set_title(f"{name}: {s.status}", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -51,50 +57,52 @@ def residuals_figure(an: Analysis):
     return fig
 
 
-def isoflop_figure(an: Analysis, n_levels: int = 5):
-    """IsoFLOP view: eval points binned by compute, loss vs N, with the joint law along C = k N D."""
+def isoflop_figure(an: Analysis):
+    """IsoFLOP view: eval points binned by measured compute, loss vs parameters, with the joint
+    law's loss of every config at that compute (samples = C / the config's FLOPs per sample)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts, fr = an.points, an.frontier
-    edges = np.geomspace(pts["flops"].min(), pts["flops"].max() * 1.0001, n_levels + 1)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, n_levels))
-    for i in range(n_levels):
-        sel = pts[(pts["flops"] >= edges[i]) & (pts["flops"] < edges[i + 1])]
-        c_mid = float(np.sqrt(edges[i] * edges[i + 1]))
-        ax.scatter(sel["params"], sel["loss"], s=10, color=colors[i], alpha=0.6)
-        if fr is not None:
-            n = np.geomspace(pts["params"].min(), pts["params"].max(), 60)
-            d = c_mid / (fr.k * n)
-            ax.plot(n, fr.law.predict(np.c_[n, d]), color=colors[i], label=f"C ≈ {c_mid:.2g} FLOPs")
-            n_opt, _, l_opt = clamped_frontier(fr.law.params_, [c_mid], fr.k, fr.n_min, fr.d_min)
-            ax.plot(n_opt, l_opt, "r*", ms=9)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(fr.iso), 1)))
+    for color, level in zip(colors, fr.iso, strict=False):
+        sel = pts[(pts["flops"] >= level["lo"]) & (pts["flops"] < level["hi"])]
+        ax.scatter(sel["params"], sel["loss"], s=10, color=color, alpha=0.6)
+        ax.plot(level["params"], level["loss"], color=color, label=f"C ≈ {level['C']:.2g} FLOPs")
+        ax.plot(level["opt_params"], level["opt_loss"], "r*", ms=9)
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABEL["params"], ylabel=LOSS_LABEL)
-    ax.set_title("IsoFLOP curves (joint law); ★ = compute-optimal N*", fontsize=10)
+    ax.set_title(
+        f"IsoFLOP curves (joint law, cost {fr.cost_model['kind']}); ★ = compute-optimal config",
+        fontsize=10,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def frontier_figure(an: Analysis):
-    """N*(C), D*(C) and L*(C) with 95% bands, out to 100x the largest compute trained."""
+    """Optimal parameters (sparse and dense), samples and loss vs compute, with the loss's 95%
+    band, out to 100x the largest compute trained."""
     fr = an.frontier
+    cv = fr.curve
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    C = np.geomspace(an.points["flops"].min(), fr.C.max(), 60)
-    n, d, loss = clamped_frontier(fr.law.params_, C, fr.k, fr.n_min, fr.d_min)
-    f = {"N": n, "D": d, "L": loss}
-    band = frontier_band(fr.law, C, fr.k, fr.n_min, fr.d_min)
-    for ax, key, label in zip(
-        axes,
-        ("N", "D", "L"),
-        ("optimal parameters N* (count)", "optimal samples D* (examples)", "optimal " + LOSS_LABEL),
-        strict=True,
-    ):
-        ax.plot(C, f[key], "k-", label=f"{key}*(C)")
-        ax.fill_between(C, *band[key], color="k", alpha=0.15, label="95% CI")
-        ax.axvline(fr.C[0], color="grey", ls=":", label="largest C trained")
-        ax.plot(fr.C[1:], getattr(fr, key)[1:], "r*", ms=9, label="10x, 100x")
-        ax.set(xscale="log", yscale="log", xlabel=AXIS_LABEL["flops"], ylabel=label)
+    ax = axes[0]
+    ax.plot(cv["C"], cv["params"], "k-", label="all parameters")
+    if np.any(cv["sparse_params"] > 0):
+        ax.plot(cv["C"], cv["sparse_params"], "b--", label="embedding (sparse)")
+        ax.plot(cv["C"], cv["dense_params"], "g--", label="dense (MLPs)")
+    ax.set(ylabel="optimal parameters (count)")
+    axes[1].plot(cv["C"], cv["samples"], "k-", label="samples*(C)")
+    axes[1].set(ylabel="optimal samples (examples)")
+    axes[2].plot(cv["C"], cv["loss"], "k-", label="L*(C)")
+    axes[2].fill_between(cv["C"], cv["lo"], cv["hi"], color="k", alpha=0.15, label="95% CI")
+    axes[2].set(ylabel="optimal " + LOSS_LABEL)
+    for ax in axes:
+        ax.axvline(fr.rows[0].C, color="grey", ls=":", label="largest C trained")
+        ax.set(xscale="log", yscale="log", xlabel=AXIS_LABEL["flops"])
         ax.legend(fontsize=7)
-    fig.suptitle(f"compute-optimal frontier, N* ∝ C^{fr.exponent:.3f}", fontsize=10)
+    title = f"compute-optimal frontier ({fr.cost_words.split(':')[0]} cost)"
+    if not fr.identified:
+        title += f" -- joint law NOT identified: {fr.reason}"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

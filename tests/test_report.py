@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from scaler.cli import main
+from scaler.laws import JointLawParams, compute_frontier
 from scaler.report import write_report
 from scaler.spec import parse_spec
 
@@ -61,18 +62,49 @@ def test_report_params_saturate_and_data_keeps_paying(saturated):
 def test_report_frontier_matches_the_true_law(saturated):
     _, an, _ = saturated
     fr = an.frontier
-    assert fr.law.params_.beta == pytest.approx(SATURATED["beta"], abs=0.02)
-    assert fr.law.params_.E == pytest.approx(SATURATED["E"], rel=0.02)
-    # parameters do not pay: either the fitted A vanished (frontier says "all to data") or the
-    # compute-optimal allocation grows data much faster than parameters
-    assert fr.degenerate.startswith("parameters do not pay") or fr.exponent < 0.3
-    assert np.all(fr.L >= fr.law.params_.E)
-    if fr.degenerate:  # N* stays at the smallest model trained; data still buys loss
-        assert np.all(fr.N == fr.n_min) and fr.L[2] < fr.L[1] < fr.L[0]
-    for i in range(3):
-        assert fr.ci["L"][0][i] <= fr.L[i] <= fr.ci["L"][1][i]
+    law = an.joint
+    # parameters do not pay: their term is left out of the joint law, which is identified
+    assert "params" in an.joint_dropped and law.axes == ("samples",)
+    assert law.identified_, law.identification_.reason
+    assert law.params_.alpha_samples == pytest.approx(SATURATED["beta"], abs=0.02)
+    assert law.params_.E == pytest.approx(SATURATED["E"], rel=0.02)
+    assert an.cost_model == {"kind": "kND", "k": 6.0}
+    smallest = float(an.points["params"].min())
+    for r in fr.rows:  # all compute to data, on the smallest model trained
+        assert r.config["n_params"] == pytest.approx(smallest)
+        assert r.samples * r.flops_per_sample == pytest.approx(r.C, rel=0.01)
+        assert r.loss_ci[0] <= r.loss <= r.loss_ci[1]
+        assert r.loss >= law.params_.E
+    assert fr.rows[0].C == pytest.approx(an.points["flops"].max())
+    assert fr.rows[2].loss < fr.rows[1].loss < fr.rows[0].loss
     assert set(an.backtests) >= {"data", "joint"}
     assert an.backtests["joint"].mape < 0.02
+
+
+def test_report_json_keeps_its_promised_names(saturated, capsys):
+    result, _, _ = saturated
+    rc = main(["report", "report-sat", "--tracking-uri", result.tracking_uri, "--json",
+               "--bootstrap", "20", "--no-log", "--out", str(Path(result.storage) / "rep-json")])  # fmt: skip
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"sweep", "cost_model", "schemes", "joint", "frontier", "next_10x",
+                        "backtests"}  # fmt: skip
+    assert out["cost_model"] == {"kind": "kND", "k": 6.0}
+    for s in out["schemes"].values():
+        assert set(s) >= {"x", "identified", "reason", "verdict", "params", "ci",
+                          "loss_per_doubling"}  # fmt: skip
+        assert s["verdict"] in {"paying", "saturated", "not identified"}
+        assert s["identified"] == (s["reason"] is None)
+    assert out["schemes"]["data"]["verdict"] == "paying"
+    assert out["schemes"]["n_params"]["verdict"] == "saturated"
+    assert set(out["joint"]) >= {"axes", "identified", "reason", "params", "ci"}
+    first = out["frontier"][0]
+    assert set(first) >= {"C", "samples", "flops_per_sample", "config", "params", "dense_params",
+                          "sparse_params", "loss", "loss_ci"}  # fmt: skip
+    for row in out["frontier"]:
+        assert row["samples"] * row["flops_per_sample"] == pytest.approx(row["C"], rel=0.01)
+    assert [n["spend_on"] for n in out["next_10x"]] == ["data", "n_params", "optimal mix"]
+    assert all(set(b) >= {"n_train", "n_test", "mape"} for b in out["backtests"].values())
 
 
 def test_report_writes_pngs_markdown_and_logs_them_to_the_parent_run(saturated):
@@ -104,12 +136,14 @@ def test_report_recovers_exponents_of_a_sweep_where_both_pay(tmp_path, ray_local
     an, _ = wr("report-both", out, result.tracking_uri, bootstrap=40, log_to_mlflow=False)
     assert not an.schemes["n_params"].saturated and not an.schemes["data"].saturated
     assert an.schemes["n_params"].law.params_.b == pytest.approx(truth["alpha"], abs=0.05)
-    fr = an.frontier
-    assert fr.exponent == pytest.approx(truth["beta"] / (truth["alpha"] + truth["beta"]), abs=0.03)
-    assert not fr.degenerate and np.all(np.diff(fr.N) > 0) and np.all(np.diff(fr.L) < 0)
-    for i in range(3):
-        assert fr.ci["L"][0][i] <= fr.L[i] <= fr.ci["L"][1][i]
-    assert json.dumps(float(fr.L[0]))
+    law = an.joint
+    assert law.axes == ("params", "samples") and law.identified_
+    # the frontier searched under C = 6 N D puts N* where the closed form of the true law does
+    true = compute_frontier(JointLawParams(**truth), [r.C for r in an.frontier.rows], k=6.0)
+    for r, n_true in zip(an.frontier.rows, true.N, strict=True):
+        assert r.params == pytest.approx(n_true, rel=0.5), (r.C, r.params, n_true)
+        assert r.loss_ci[0] <= r.loss <= r.loss_ci[1]
+    assert np.all(np.diff([r.params for r in an.frontier.rows]) > 0)
 
 
 def test_report_unknown_sweep_is_one_clear_error(saturated, capsys):

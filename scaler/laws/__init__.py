@@ -13,23 +13,28 @@ from scaler.laws._forms import (
     JointLaw,
     JointLawParams,
     Law,
+    MultiLaw,
     NotFittedError,
     PowerLaw,
     PowerLawParams,
     compute_frontier,
 )
+from scaler.laws._identify import Identification, identify
 
 __all__ = [
     "Backtest",
     "BootstrapResult",
     "Exclusion",
     "Frontier",
+    "Identification",
     "JointLaw",
     "JointLawParams",
     "Law",
+    "MultiLaw",
     "NotFittedError",
     "PowerLaw",
     "PowerLawParams",
     "backtest",
     "compute_frontier",
+    "identify",
 ]

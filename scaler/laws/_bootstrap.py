@@ -15,7 +15,7 @@ from joblib import Parallel, delayed
 
 from scaler.laws import _objective
 
-_COARSE_GRID = 10
+_COARSE_GRID = {1: 10, 2: 10, 3: 8, 4: 5}  # per K; 4 for more axes (cells = grid^K)
 _PER_PROCESS_MIN = (
     100  # below this many resamples per worker, a process pool costs more than it saves
 )
@@ -51,7 +51,7 @@ def _refit_chunk(x, y, w, theta, delta, exponent_bounds, indices) -> np.ndarray:
         warm = _objective.to_normalised(theta, p.shift)
         best, _ = _objective.fit(
             p,
-            grid_size=_COARSE_GRID,
+            grid_size=_COARSE_GRID.get(p.k, 4),
             n_starts=1,
             warm_start=warm,
             exponent_bounds=exponent_bounds,

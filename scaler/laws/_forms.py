@@ -7,13 +7,16 @@ trailing underscore; `predict` refuses an unfitted law.  Both forms share one fi
 
 from __future__ import annotations
 
+import re
 import time
+from collections import namedtuple
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from scaler.laws import _objective
 from scaler.laws._bootstrap import BootstrapResult, run_bootstrap
+from scaler.laws._identify import Identification, identify
 
 
 class NotFittedError(RuntimeError):
@@ -96,7 +99,10 @@ class Law:
 
     @property
     def _grid(self) -> int:
-        return self.grid_size or (48 if self.n_axes == 1 else 20)
+        if self.grid_size:
+            return self.grid_size
+        # ~2,000-8,000 cells whatever K: 48 | 20^2 | 12^3 | 8^4 | 6^5
+        return {1: 48, 2: 20, 3: 12, 4: 8}.get(self.n_axes, 6)
 
     # --- data -------------------------------------------------------------------------------
     def _as_x(self, X) -> np.ndarray:
@@ -174,6 +180,7 @@ class Law:
         self.mape_ = float(np.mean(np.abs(self.predict(self.X_) - self.y_) / self.y_))
         self.fit_seconds_ = time.perf_counter() - start
         self.bootstrap_: BootstrapResult | None = None
+        self.distinct_ = [len(np.unique(col)) for col in self.X_.T]
         return self
 
     def _problem(self, x, y, w) -> _objective.Problem:
@@ -260,6 +267,10 @@ class Law:
             "hyperparams": {**self.get_params(), "exponent_bounds": list(self.exponent_bounds)},
             "excluded": [{"index": e.index, "reason": e.reason} for e in self.excluded_],
         }
+        ident = self.identification_
+        out["identified"], out["reason"] = ident.identified, ident.reason
+        if hasattr(self, "distinct_"):
+            out["distinct"] = list(self.distinct_)
         if self.bootstrap_ is not None:
             out["ci"] = {k: [lo, hi] for k, (lo, hi) in self.ci_.items()}
             out["se"] = self.bootstrap_.se()
@@ -269,28 +280,48 @@ class Law:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Law:
         """A law that predicts from a `to_dict` summary (no data, no bootstrap draws)."""
-        forms = {cls.form: cls for cls in (PowerLaw, JointLaw)}
+        forms = {cls.form: cls for cls in (PowerLaw, JointLaw, MultiLaw)}
         if d.get("form") not in forms:
             raise ValueError(f"form is {d.get('form')!r}, but must be one of {sorted(forms)}")
         cls = forms[d["form"]]
         hyper = dict(d.get("hyperparams", {}))
         if "exponent_bounds" in hyper:
             hyper["exponent_bounds"] = tuple(hyper["exponent_bounds"])
+        if "axes" in hyper:
+            hyper["axes"] = tuple(hyper["axes"])
         law = cls(**hyper)
-        law.theta_ = law._theta_from_params(cls.params_type(**d["params"]))
+        law.theta_ = law._theta_from_params(law.params_type(**d["params"]))
         law.n_ = d.get("n", 0)
         law.mape_ = d.get("mape", float("nan"))
         law.excluded_ = [Exclusion(e["index"], e["reason"]) for e in d.get("excluded", [])]
         law.bootstrap_ = None
         law.stored_ci_ = {k: tuple(v) for k, v in d.get("ci", {}).items()}
+        if "distinct" in d:
+            law.distinct_ = list(d["distinct"])
         return law
 
     def _theta_from_params(self, params) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    # --- identification -----------------------------------------------------------------------
+    @property
+    def identification_(self) -> Identification:
+        """Whether the data pin the law's parameters down (see `scaler.laws._identify`): an
+        exponent at its bound, a CI over decades or too few distinct sizes make the numbers
+        meaningless, whatever the fit's residuals."""
+        self._check_fitted()
+        return identify(self)
+
+    @property
+    def identified_(self) -> bool:
+        return self.identification_.identified
+
     def __repr__(self) -> str:
         if not hasattr(self, "theta_"):
             return f"{type(self).__name__}(unfitted)"
+        ident = self.identification_
+        if not ident.identified:
+            return f"{type(self).__name__}(not identified: {ident.reason})"
         body = ", ".join(f"{k}={v:.4g}" for k, v in self.params_._asdict().items())
         return f"{type(self).__name__}({body})"
 
@@ -365,6 +396,70 @@ class JointLaw(Law):
         )
         out["a"] = self.bootstrap_.percentiles(a, level)
         return out
+
+
+def _field(axis: str) -> str:
+    name = re.sub(r"\W", "_", axis)
+    return name if name.isidentifier() else f"x_{name}"
+
+
+class MultiLaw(Law):
+    """L(x_1, ..., x_K) = E + sum_i A_i * x_i^(-alpha_i): one power term per resource axis.
+
+    For a DLRM the axes are the resources a team can buy separately, for example
+    ``("sparse_params", "dense_params", "samples")``: embedding rows cost memory and a lookup,
+    MLP parameters cost FLOPs, samples cost both; one parameter axis would blur the first two.
+    Parameters are named after the axes: ``E``, ``A_<axis>``, ``alpha_<axis>``.  With axes
+    (N, D) it is `JointLaw` (same objective, same grid, same optimum).
+    """
+
+    form = "multi"
+
+    def __init__(self, axes: tuple[str, ...] | list[str] = ("x",), **kwargs):
+        super().__init__(**kwargs)
+        self.axes = tuple(axes)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "axes": tuple(self.axes)}
+
+    def _validate_hyperparams(self) -> None:
+        super()._validate_hyperparams()
+        if not self.axes:
+            raise ValueError("axes is empty, but a MultiLaw needs at least one axis")
+        names = [_field(a) for a in self.axes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"axes {self.axes} repeat a name")
+
+    @property
+    def n_axes(self) -> int:  # type: ignore[override]
+        return len(self.axes)
+
+    @property
+    def params_type(self) -> type:  # type: ignore[override]
+        fields = ["E"]
+        for a in self.axes:
+            fields += [f"A_{_field(a)}", f"alpha_{_field(a)}"]
+        return namedtuple("MultiLawParams", fields)
+
+    def _pack(self, c, coefs, exps):
+        values = [float(c)]
+        for a, e in zip(coefs, exps, strict=True):
+            values += [float(a), float(e)]
+        return self.params_type(*values)
+
+    def _theta_from_params(self, p) -> np.ndarray:
+        k = self.n_axes
+        coefs = [p[1 + 2 * i] for i in range(k)]
+        exps = [p[2 + 2 * i] for i in range(k)]
+        return np.array([p[0], *np.log(coefs), *exps], dtype=float)
+
+    def term(self, axis: str) -> tuple[float, float]:
+        """(A, alpha) of one axis."""
+        p = self.params_._asdict()
+        return p[f"A_{_field(axis)}"], p[f"alpha_{_field(axis)}"]
+
+    def backtest_cost(self, x: np.ndarray) -> np.ndarray:
+        return x.prod(axis=1)  # a proxy; callers with a real cost pass it to backtest()
 
 
 def compute_frontier(p: JointLawParams, C, k: float = 6.0) -> Frontier:

@@ -54,6 +54,7 @@ class ModelCost:
     optimizer_bytes: int
     lookup_bytes_per_sample: int
     ops: tuple[OpCost, ...]
+    embedding_bytes: int = 0  # the tables in fp32 + their row-wise optimizer state
 
     @property
     def params(self) -> int:
@@ -117,4 +118,5 @@ def model_cost(
         optimizer_bytes=FLOAT_BYTES * (2 * dense + sum(rows)),
         lookup_bytes_per_sample=FLOAT_BYTES * 3 * d * sum(hotness),
         ops=tuple(ops),
+        embedding_bytes=FLOAT_BYTES * (sparse + sum(rows)),
     )
