@@ -188,7 +188,9 @@ class SweepTracker:
     def log_fit(self, summary: dict, step: int, timestamp_ms: int) -> None:
         metrics = []
         for name, law in summary["laws"].items():
-            for key, value in {**law["params"], "mape": law["mape"], "n": law["n"]}.items():
+            identified = float(law.get("identified", True))  # 0: the numbers are not a result
+            values = {**law["params"], "mape": law["mape"], "n": law["n"], "identified": identified}
+            for key, value in values.items():
                 if math.isfinite(value):
                     metrics.append(Metric(f"law.{name}.{key}", float(value), timestamp_ms, step))
         if metrics:

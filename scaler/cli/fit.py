@@ -126,6 +126,8 @@ def summary(law: Law, specs, seconds: float) -> dict:
         "n": d["n"],
         "n_excluded": len(d["excluded"]),
         "seconds": seconds,
+        "identified": d["identified"],
+        "reason": d["reason"],
     }
     if "ci" in d:
         out.update(ci=d["ci"], se=d["se"], level=d["level"])
@@ -140,6 +142,9 @@ def table(law: Law, specs, seconds: float) -> str:
         f"{type(law).__name__}: {FORMULAS[law.form]}    ({axes})",
         f"n = {law.n_} points ({len(law.excluded_)} excluded), fit in {seconds:.3f} s",
     ]
+    ident = law.identification_
+    if not ident.identified:  # the numbers below are the optimiser's corner, not a result
+        lines.append(f"NOT IDENTIFIED: {ident.reason}")
     ci = law.ci_
     level = f"{law.bootstrap_.level:.0%} CI" if law.bootstrap_ is not None else ""
     lines.append(f"  {'param':<8}{'value':>14}  {level:>28}  {'se' if ci else ''}")
@@ -149,7 +154,7 @@ def table(law: Law, specs, seconds: float) -> str:
         err = f"{se[name]:.3g}" if se else ""
         lines.append(f"  {name:<8}{value:>14.6g}  {band:>28}  {err}")
     lines.append(f"in-sample mean |relative error| = {100 * law.mape_:.3f} %")
-    if isinstance(law, JointLaw):
+    if isinstance(law, JointLaw) and ident.identified:
         lines.append(
             f"compute-optimal exponent a = beta/(alpha+beta) = {law.optimal_exponent_:.4f}"
         )

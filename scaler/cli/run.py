@@ -83,6 +83,8 @@ def describe_decision(d: dict) -> str:
 
 def _short(name: str, law) -> str:
     p = law.params_
+    if not law.identified_:
+        return f"{name}: not identified"
     if law.form == "power":
         return f"{name}: b={p.b:.3f} c={p.c:.4g}"
     return f"{name}: alpha={p.alpha:.3f} beta={p.beta:.3f} E={p.E:.4g}"
