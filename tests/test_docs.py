@@ -456,7 +456,8 @@ def test_quick_start_as_written(quick_start):
     trials = scaler.trials("oracle-demo", tracking_uri=uri)
     assert len(trials) == 60 and (trials["status"] == "completed").all()
     new = set(quick_start.trial_nodes().items()) - set(before.items())
-    assert {node for _, node in new} == quick_start.node_ids()  # trials ran on both nodes
+    placed = {node for _, node in new if node}  # an actor killed before it was placed has none
+    assert placed == quick_start.node_ids()  # trials ran on both nodes
 
 
 @pytest.mark.slow
