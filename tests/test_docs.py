@@ -180,7 +180,7 @@ def doc_command(doc: str, text: str) -> Command:
     return found
 
 
-def clean_env(**extra: str) -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """A new user's shell: the checkout's .venv/bin on PATH, HOME (Ray's token lives in
     ~/.ray/auth_token), LANG, TMPDIR; nothing else of the test process."""
     env = {
@@ -191,10 +191,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     if os.environ.get("TMPDIR"):
         env["TMPDIR"] = os.environ["TMPDIR"]
-    return {**env, **extra}
+    return env
 
 
-def sh(command: str, cwd: Path = ROOT, timeout: float = 600, **popen) -> subprocess.Popen:
+def sh(command: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:
     """`command` as a shell runs it, in a clean environment, its own process group."""
     return subprocess.Popen(
         ["bash", "-c", command],
@@ -434,6 +434,7 @@ def quick_start(tmp_path_factory):
         _kill_group(proc)
 
 
+@pytest.mark.ray
 @pytest.mark.slow  # ~3 min: the cluster, then the 60-trial oracle sweep of the doc's command
 def test_quick_start_as_written(quick_start):
     """The line the script prints is the doc's command (but for the port), complete: run in a
@@ -460,6 +461,7 @@ def test_quick_start_as_written(quick_start):
     assert placed == quick_start.node_ids()  # trials ran on both nodes
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_quick_start_ui(quick_start, tmp_path):
     """The printed `scaler ui` line serves the MLflow UI on the quick start's store (a free
@@ -511,6 +513,7 @@ SMALL_SPEC = {  # SPEC.yaml of the printed `scaler run` lines: any search space
 }
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["--address auto", "--address 127.0.0.1:"])
 def test_printed_run_commands(quick_start, tmp_path, how):
@@ -525,6 +528,7 @@ def test_printed_run_commands(quick_start, tmp_path, how):
     assert "8 trials (0 failed)" in out.stdout
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_replay_from_the_quick_starts_sweep(quick_start, tmp_path):
     """README's `scaler replay --from-sweep oracle-demo` reads ./scaler_runs/mlflow.db, where
