@@ -222,6 +222,58 @@ def _connect(
     )
 
 
+def _token_source() -> str:
+    """Where Ray reads this client's token from (the order Ray reads them in)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+
+
+def auth_error(address: str) -> AddressError:
+    """The one line for a cluster that refused this client's credentials (Ray 2.60 token
+    authentication): what is missing here and what to set."""
+    from scaler.localcluster import auth_token
+
+    mode = os.environ.get("RAY_AUTH_MODE", "disabled")
+    if mode.lower() != "token":
+        why = f"RAY_AUTH_MODE is {mode!r} here, so no token was sent"
+    elif not auth_token():
+        why = "no token was found here"
+    else:
+        why = f"rejected the token from {_token_source()}"
+    return AddressError(
+        f"--address {address}: the Ray cluster there requires token authentication and {why}; "
+        "set RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token (or "
+        "RAY_AUTH_TOKEN)"
+    )
+
+
+def _check_gcs_auth(address: str, host: str, port: int, timeout: float) -> None:
+    """Raises `auth_error` if the GCS at host:port refuses the credentials `ray.init` would send
+    (Ray's own client otherwise logs a warning a second and then fails without saying why)."""
+    import grpc
+    from ray._private.authentication.grpc_authentication_client_interceptor import (
+        _get_authentication_metadata_tuple,
+    )
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    from ray.exceptions import AuthenticationError
+
+    try:
+        metadata = _get_authentication_metadata_tuple()
+    except AuthenticationError:  # token mode, and RAY_AUTH_TOKEN_PATH names no readable file
+        raise auth_error(address) from None
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), metadata=metadata, timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise auth_error(address) from None
+            # anything else is left to ray.init, which says more about it
+
+
 def resolve_ray_address(address: str) -> str | None:
     """The GCS address `ray.init(address=...)` will connect to (None: Ray starts a local one).
 
@@ -247,8 +299,9 @@ def resolve_ray_address(address: str) -> str | None:
 
 def check_ray_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     """Raises AddressError within `timeout` unless a Ray cluster takes connections at `address`
-    (`HOST:PORT` of its GCS, `auto`, or `ray://HOST:PORT`). `ray.init` on a dead address retries
-    for minutes; this finds out in seconds."""
+    (`HOST:PORT` of its GCS, `auto`, or `ray://HOST:PORT`) and, for a GCS, takes the credentials
+    this process would send (token authentication). `ray.init` on a dead address retries for
+    minutes, and on refused credentials fails without saying why; this finds out in seconds."""
     target = resolve_ray_address(address)
     if target is None:
         return
@@ -257,6 +310,8 @@ def check_ray_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:
     shown = address if target == address else f"{address} (= {target})"
     what, hint = ("Ray client server", CLIENT_HINT) if client else ("Ray cluster (GCS)", GCS_HINT)
     _connect(shown, host, port, what, timeout, grpc_hint=hint)
+    if not client and os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true"):
+        _check_gcs_auth(shown, host, port, timeout)
 
 
 def check_dashboard_address(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> None:

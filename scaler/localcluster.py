@@ -11,7 +11,12 @@ address file under its own RAY_TMPDIR, so `ray.init()` elsewhere on the machine 
         cluster.dashboard_url      # "http://127.0.0.1:PORT", for scaler submit --address
         cluster.env()              # the environment a client on this machine should use
 
-    python -m scaler.localcluster up --workers 1 --cpus 2   # prints addresses; Ctrl-C stops it
+    python -m scaler.localcluster up --workers 1 --cpus 2   # prints commands; Ctrl-C stops it
+
+The nodes run with Ray's token authentication (`RAY_AUTH_MODE=token`); the token is Ray's usual
+one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), written to ~/.ray/auth_token when
+there is none. A client needs `RAY_AUTH_MODE=token` and that token: `env()` has both, and the
+commands `up` prints carry the first (the token file is found by itself).
 
 `isolate` lists folders a worker node must *not* share with the head: that node runs in a private
 mount namespace (Linux, `unshare -m`, root) with an empty tmpfs over each of them, as if it were
@@ -23,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -39,6 +46,18 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RAY = str(Path(sys.executable).parent / "ray")
+# what a client of this cluster must set besides the token: Ray's default mode is "disabled"
+CLIENT_ENV = {"RAY_AUTH_MODE": "token"}
+
+
+def whole_cpus(value: float, name: str = "cpus", low: int = 0) -> int:
+    """`ray start --num-cpus` takes an integer: `value` as one, or ValueError naming `name`."""
+    if not (math.isfinite(value) and value == int(value) and value >= low):
+        raise ValueError(
+            f"{name} is {value:g}, but must be a whole number >= {low} "
+            "(ray start --num-cpus takes an integer)"
+        )
+    return int(value)
 
 
 def free_port() -> int:
@@ -67,8 +86,8 @@ class _Node:
 @dataclass
 class LocalCluster:
     workers: int = 1
-    cpus: float = 2  # logical CPUs per node (may exceed the machine's cores)
-    head_cpus: float | None = None  # default: cpus
+    cpus: int = 2  # logical CPUs per node (may exceed the machine's cores); whole, as ray start
+    head_cpus: int | None = None  # default: cpus
     object_store_mb: int = 200
     isolate: list[str] = field(default_factory=list)  # folders hidden from worker nodes
     env_extra: dict[str, str] = field(default_factory=dict)  # e.g. PYTHONPATH for the nodes
@@ -77,6 +96,9 @@ class LocalCluster:
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers is {self.workers}, but must be >= 0")
+        self.cpus = whole_cpus(self.cpus)
+        if self.head_cpus is not None:
+            self.head_cpus = whole_cpus(self.head_cpus, "head_cpus")
         self.nodes: list[_Node] = []
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
@@ -100,7 +122,7 @@ class LocalCluster:
         env["RAY_TMPDIR"] = str(self.tmp)
         # `python` in a job's entrypoint is this interpreter, as on a cluster built from one image
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env["RAY_AUTH_MODE"] = "token"  # explicit: nodes and clients must agree (Ray 2.60)
+        env.update(CLIENT_ENV)  # explicit: nodes and clients must agree (Ray 2.60)
         env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")  # stop() is a teardown
         env.pop("RAY_ADDRESS", None)
@@ -150,6 +172,7 @@ class LocalCluster:
             raise RuntimeError("isolate needs Linux mount namespaces (unshare -m, as root)")
         for p in self.isolate:
             Path(p).mkdir(parents=True, exist_ok=True)
+        ensure_auth_token()  # `ray start` in token mode refuses to start without one
         head_cpus = self.cpus if self.head_cpus is None else self.head_cpus
         self._launch(
             "head",
@@ -244,6 +267,22 @@ def auth_token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+def ensure_auth_token() -> None:
+    """Writes a new token to Ray's token file (~/.ray/auth_token, or RAY_AUTH_TOKEN_PATH) unless
+    there is one, as `ray get-auth-token --generate` does; readable by this user only."""
+    if auth_token():
+        return
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another cluster wrote one meanwhile: use that
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # Ray's own token: 256 random bits, hex
+    log.info("wrote a new Ray auth token to %s", path)
+
+
 def auth_headers() -> dict[str, str]:
     token = auth_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
@@ -256,20 +295,56 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _cpus_arg(text: str) -> int:
+    try:
+        value = float(text)
+        return whole_cpus(value, low=1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a whole number >= 1 (ray start --num-cpus takes an integer)"
+        ) from None
+
+
+def client_commands(cluster: LocalCluster, scaler: str) -> list[str]:
+    """What `up` prints: complete commands for another shell in the project folder (each carries
+    the environment a client needs; the token is found in its file). The first two are the quick
+    start of cluster/README.md, verbatim but for the port."""
+    env = " ".join(f"{k}={v}" for k, v in CLIENT_ENV.items())
+    return [
+        f"{env} {scaler} submit search_spaces/oracle.yaml --address {cluster.dashboard_url} "
+        '--storage "$PWD/scaler_runs/cluster" --follow',
+        f'{scaler} ui --tracking-uri "sqlite:///$PWD/scaler_runs/cluster/mlflow.db"',
+        f"{env} RAY_TMPDIR={cluster.tmp} {scaler} run SPEC.yaml --address auto",
+        f"{env} {scaler} run SPEC.yaml --address {cluster.address}",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scaler.localcluster",
+        prog="cluster/local_cluster.sh",
         description="A Ray cluster of several nodes on this machine, for trying scaler submit.",
     )
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--workers", type=int, default=1, help="worker nodes besides the head")
-    parser.add_argument("--cpus", type=float, default=2, help="logical CPUs per node")
+    parser.add_argument(
+        "--cpus", type=_cpus_arg, default=2, help="logical CPUs per node, a whole number"
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(workers=args.workers, cpus=args.cpus).start()
-    print(f"Ray cluster up: {1 + args.workers} nodes, {args.cpus:g} CPUs each", flush=True)
-    print(f"  scaler submit SPEC.yaml --address {cluster.dashboard_url}")
-    print(f"  RAY_TMPDIR={cluster.tmp} scaler run SPEC.yaml --address auto")
-    print(f"  scaler run SPEC.yaml --address {cluster.address}")
+    if args.workers < 0:
+        parser.error(f"--workers is {args.workers}, but must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        cluster = LocalCluster(workers=args.workers, cpus=args.cpus).start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    here = Path.cwd()
+    scaler = Path(sys.executable).parent / "scaler"
+    shown = scaler.relative_to(here) if scaler.is_relative_to(here) else scaler
+    print(f"Ray cluster up: {1 + args.workers} nodes, {args.cpus} CPUs each", flush=True)
+    print(f"In another shell, in {here} (SPEC.yaml: any search space there):")
+    for line in client_commands(cluster, str(shown)):
+        print(f"  {line}")
     print("Ctrl-C stops it.", flush=True)
     stop = {"now": False}
 

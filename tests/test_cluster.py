@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 import scaler
-from scaler.localcluster import LocalCluster, auth_headers, can_isolate
+from scaler.localcluster import (
+    LocalCluster,
+    auth_headers,
+    can_isolate,
+    ensure_auth_token,
+    main,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALER = [sys.executable, "-m", "scaler.cli"]
@@ -174,6 +180,55 @@ def test_submit_refuses_a_relative_storage_and_a_spec_outside_the_working_dir(tm
         env=env,
     )
     assert out.returncode == 2 and "is outside --working-dir" in out.stderr
+
+
+def test_submit_and_run_without_token_auth_say_in_one_line_what_to_set(cluster, tmp_path):
+    """A client shell without RAY_AUTH_MODE=token (what cluster/local_cluster.sh printed before):
+    one line naming what to set, not Ray's traceback or its retries."""
+    spec = write_spec(tmp_path, ORACLE)
+    env = {**cluster.env(), "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_AUTH_MODE")  # Ray's default: disabled
+    storage = tmp_path / "runs"
+    for command, address in [("submit", cluster.dashboard_url), ("run", cluster.address)]:
+        args = [*SCALER, command, str(spec), "--address", address, "--storage", str(storage)]
+        if command == "submit":
+            args += ["--working-dir", str(tmp_path)]
+        out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+        assert lines[0].startswith(
+            f"scaler {command}: error: --address {address}: the Ray cluster there requires token "
+            "authentication and RAY_AUTH_MODE is 'disabled' here"
+        ), lines[0]
+        assert "set RAY_AUTH_MODE=token" in lines[0] and "~/.ray/auth_token" in lines[0]
+    assert not storage.exists() or not list(storage.glob("**/mlflow.db"))
+
+
+def test_local_cluster_cpus_is_a_whole_number_as_ray_start_takes(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^cpus is 1.5, but must be a whole number >= 0 "):
+        LocalCluster(cpus=1.5, tmp=tmp_path)
+    assert LocalCluster(cpus=2.0, tmp=tmp_path).cpus == 2  # passed to ray start as "2"
+    for bad in ["1.5", "0", "two"]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["up", "--cpus", bad])
+        assert exit_.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == (
+            f"cluster/local_cluster.sh: error: argument --cpus: {bad} is not a whole number >= 1 "
+            "(ray start --num-cpus takes an integer)"
+        )
+
+
+def test_a_token_is_written_when_there_is_none(tmp_path, monkeypatch):
+    """`ray start` in token mode refuses to start without one (a fresh machine)."""
+    path = tmp_path / "ray" / "auth_token"
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    ensure_auth_token()
+    token = path.read_text()
+    assert len(token) == 64 and int(token, 16) and path.stat().st_mode & 0o777 == 0o600
+    ensure_auth_token()
+    assert path.read_text() == token  # an existing token is kept
 
 
 @pytest.mark.slow  # ~35 s; the submit test above already runs trials on both nodes

@@ -118,12 +118,23 @@ def job_request(args) -> dict:
 
 def run(args) -> int:
     request = job_request(args)
-    spec, tracking = request.pop("_spec"), request.pop("_tracking")
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.exceptions import AuthenticationError
 
-    from scaler.cluster import AddressError, check_dashboard_address
+    from scaler.cluster import auth_error, check_dashboard_address
 
     check_dashboard_address(args.address)  # nothing there: one line in seconds
+    try:
+        return _submit(args, request)
+    except AuthenticationError:  # Ray's is a traceback and 5 lines: one line, what to set
+        raise auth_error(args.address) from None
+
+
+def _submit(args, request: dict) -> int:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from scaler.cluster import AddressError
+
+    spec, tracking = request.pop("_spec"), request.pop("_tracking")
     try:
         client = JobSubmissionClient(args.address)
     except OSError as exc:  # something answers, but not a Ray dashboard (requests' errors too)

@@ -117,3 +117,39 @@ def test_a_gcs_passes_and_an_http_server_is_named_not_one(ray_local, tmp_path):
     assert "HOST:6379" in str(err.value) and "scaler submit" in str(err.value)
     assert out.returncode == 2 and str(err.value) in _one_error_line(out, "run")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_auth_error_says_what_is_missing_and_what_to_set(monkeypatch, tmp_path):
+    from scaler.cluster import auth_error
+
+    what_to_set = (
+        "; set RAY_AUTH_MODE=token and put the cluster's token in ~/.ray/auth_token (or "
+        "RAY_AUTH_TOKEN)"
+    )
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    head = "--address h:1: the Ray cluster there requires token authentication and "
+    assert str(auth_error("h:1")) == (
+        head + "RAY_AUTH_MODE is 'disabled' here, so no token was sent" + what_to_set
+    )
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
+    assert str(auth_error("h:1")) == head + "no token was found here" + what_to_set
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "deadbeef")
+    assert str(auth_error("h:1")) == (head + "rejected the token from RAY_AUTH_TOKEN" + what_to_set)
+
+
+def test_run_with_a_wrong_token_fails_fast_in_one_line(ray_local, tmp_path):
+    """The session's Ray runs with token authentication (ray.init's default in Ray 2.60): a
+    client with another token gets one line, in seconds, instead of Ray's warning a second."""
+    gcs = ray_local.get_runtime_context().gcs_address
+    spec = write_spec(tmp_path / "s.yaml", name="faults-address")
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}
+    start = time.time()
+    out = run(["run", str(spec), "--address", gcs, "--storage", str(tmp_path)], 120, env)
+    assert out.returncode == 2, out.stderr[-3000:]
+    line = _one_error_line(out, "run")
+    assert "requires token authentication and rejected the token from RAY_AUTH_TOKEN" in line
+    assert "set RAY_AUTH_MODE=token" in line
+    assert time.time() - start < FAST_S
+    assert not (tmp_path / "mlflow.db").exists()
