@@ -130,6 +130,34 @@ def markdown(sweep: str, an: Analysis, images: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_lines(an: Analysis) -> list[str]:
+    """A few lines for a terminal: each scheme's verdict, the joint law, the frontier at the
+    largest compute trained and where the next 10x should go."""
+    lines = [f"cost model: {an.cost_words}"]
+    for s in an.schemes.values():
+        law = "" if not s.identified else f"  [b = {s.law.params_.b:.3g} {_ci(s.law.ci_['b'])}]"
+        lines.append(f"{s.name:<22} {s.verdict}{law}")
+    for name, why in an.skipped.items():
+        lines.append(f"{name:<22} not fitted: {why}")
+    if an.joint is not None:
+        ident = an.joint.identification_
+        lines.append(f"{'joint (' + ', '.join(an.joint.axes) + ')':<22} "
+                     + _law_line(an.joint, ident.reason))  # fmt: skip
+        lines += [f"{'':<22} {axis}: {why}" for axis, why in an.joint_dropped.items()]
+    fr = an.frontier
+    if fr is not None:
+        r = fr.rows[0]
+        lines.append(
+            f"optimum at C = {r.C:.3g} FLOPs: {_cfg(r.config)}, {r.samples:.3g} samples, "
+            f"loss {r.loss:.4g} {_ci(r.loss_ci)}"
+        )
+        lines += [
+            f"10x on {n.spend_on:<18} loss {n.loss:.4g} {_ci(n.loss_ci)}  ({n.note})"
+            for n in fr.next_10x
+        ]
+    return lines
+
+
 def _ci_dict(law) -> dict:
     return {k: [float(lo), float(hi)] for k, (lo, hi) in law.ci_.items()}
 

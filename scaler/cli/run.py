@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 
 from scaler.cli.fit import FORMULAS
 from scaler.spec import load_spec
@@ -21,6 +22,11 @@ def add_parser(sub, name: str) -> None:
         "--tracking-uri", help="MLflow tracking URI (default: sqlite store in --storage)"
     )
     p.add_argument("--storage", default=None, help="Tune storage folder (default: ./scaler_runs)")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the analysis at the end (scaler report writes it later)",
+    )
     p.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap resamples of the final fit"
     )
@@ -90,6 +96,23 @@ def _short(name: str, law) -> str:
     return f"{name}: alpha={p.alpha:.3f} beta={p.beta:.3f} E={p.E:.4g}"
 
 
+def _final_report(name: str, result, args) -> None:
+    """The analysis a user came for, at the end of the run: verdicts, the multi-axis law, the
+    frontier under the measured cost, the next 10x; the full report is logged to MLflow."""
+    from scaler.report import summary_lines, write_report
+
+    out = Path(result.storage) / name / "report"
+    try:
+        an, md = write_report(name, out, result.tracking_uri, bootstrap=min(max(args.bootstrap, 20), 100))
+    except ValueError as exc:  # too few points for any law: say so, the sweep itself is fine
+        print(f"\nNo report: {exc}")
+        return
+    print("\nAnalysis (scaler report; 95% bootstrap CIs):")
+    for line in summary_lines(an):
+        print(f"  {line}")
+    print(f"Full report: {md} (also on the sweep's MLflow run, under report/)")
+
+
 def run(args) -> int:
     return execute(load_spec(args.spec), args, resume=args.resume)
 
@@ -107,13 +130,13 @@ def execute(spec, args, *, resume: bool = False) -> int:
         final_bootstrap=args.bootstrap,
         resume=resume,
     )
-    print(f"\n{result.trials} trials ({result.errors} failed). Fitted laws:")
+    print(f"\n{result.trials} trials ({result.errors} failed). Live laws (as the sweep ran):")
     for name, law in result.report.laws.items():
         print(f"  {name:<8} {FORMULAS[law.form]:<46} {law!r}")
-        for param, (lo, hi) in law.ci_.items():
-            print(f"           {param:<6} 95% CI [{lo:.4g}, {hi:.4g}]")
     for name, why in result.report.skipped.items():
         print(f"  {name:<8} not fitted: {why}")
+    if not getattr(args, "no_report", False) and result.trials > result.errors:
+        _final_report(spec.name, result, args)
     print(
         f"\nMLflow store: {result.tracking_uri}  (experiment {result.experiment!r}, sweep run {result.parent_run_id})"
     )
