@@ -137,7 +137,7 @@ SYNOPSES = [  # placeholders (SPEC.yaml, URI, [optional]): every subcommand and 
     ("README.md", "scaler submit SPEC.yaml --address http://HEAD:8265 --storage /shared/path "
      "[--follow]"),
     ("README.md", "scaler report SWEEP [--out DIR] [--tracking-uri URI] [--bootstrap 100] "
-     "[--gap-threshold 0.01] [--no-log]"),
+     "[--gap-threshold 0.01] [--memory-cap BYTES] [--json] [--no-log]"),
     ("README.md", "scaler fit DATA.csv --form power|joint --x COL[,COL] --y COL [--drop-top-loss K] "
      "[--bootstrap N] [--seed S] [--level 0.95] [--delta 1e-3] [--predict OTHER.csv] [--json]"),
     ("README.md", "scaler resume SWEEP [--storage PATH] [--tracking-uri URI]"),
