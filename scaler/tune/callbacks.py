@@ -175,6 +175,12 @@ class SweepCallback(Callback):
                 )
                 self.tracker.note_rereported(run_id, entry)
                 self._keep_first(trial_id, point, entry["logged"])
+            else:
+                log.info(
+                    "trial %s re-reported step %d, already in MLflow: not logged again",
+                    trial_id,
+                    step,
+                )
             return
         try:
             self.tracker.log_points(run_id, [point], ts)
