@@ -6,6 +6,10 @@ the outbox (one short retry burst per new event), and the whole outbox is flushe
 soon as a write succeeds again — at the latest at the end of the sweep, which waits up to
 `final_wait_s` for the server.  MLflow's own HTTP retries (minutes of blocking per call) are turned
 down so that this policy is the only one.
+
+Delivery is at least once (a write whose reply was lost is sent again; a killed driver's saved
+`pending` may hold events it delivered after its last checkpoint); the sender makes it exactly
+once: `SweepCallback` reads a run's points back from MLflow before it logs to it again.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 fingerprint check, and `Tuner.restore` with freshly built searcher, scheduler and callback.
 
 Idempotency does not rest on Tune's (periodic) experiment checkpoint alone: the MLflow child run of
-a trial is found by tag and the steps it already holds are read back before anything is logged,
-so a resumed sweep neither loses nor duplicates a run or an eval point.
+a trial is found by tag and the points it already holds are read back from MLflow before anything
+is logged to it, however old the restored callback state, so a resumed sweep neither loses nor
+duplicates a run or an eval point (`scaler.tune.callbacks`).
 """
 
 from __future__ import annotations

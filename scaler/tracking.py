@@ -27,7 +27,12 @@ SWEEP_TAG = "scaler.sweep"
 TRIAL_TAG = "scaler.trial_id"
 KIND_TAG = "scaler.kind"
 POINT_METRICS = tuple(f for f in EvalPoint.__dataclass_fields__ if f != "samples")
+STEP_METRIC = "samples"  # logged with every eval point, value = step: the points a run holds
+# what a retrain decides; wall-clock fields of a re-reported point may differ without harm
+OUTCOME_METRICS = ("loss", "ne", "auc")
+MISMATCH_TAG = "scaler.rereported_mismatch"
 MAX_PARAM_LEN = 6000
+MAX_TAG_LEN = 5000  # MLflow's limit on a tag value is 5000 characters (8000 in newer releases)
 
 
 def default_tracking_uri(storage: Path) -> str:
@@ -121,8 +126,8 @@ class SweepTracker:
             self.client.set_terminated(self.parent_run_id, status)
 
     # --- trials (child runs) --------------------------------------------------------------
-    def trial_run(self, trial_id: str, config: dict) -> tuple[str, set[int]]:
-        """The trial's run (found or created) and the steps it already holds."""
+    def trial_run(self, trial_id: str, config: dict) -> tuple[str, dict[int, dict[str, float]]]:
+        """The trial's run (found or created) and the points it already holds (`logged_points`)."""
         runs = self.client.search_runs(
             [self.experiment_id()],
             filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
@@ -148,8 +153,7 @@ class SweepTracker:
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
-            steps = {m.step for m in self.client.get_metric_history(run_id, "loss")}
-            return run_id, steps
+            return run_id, self.logged_points(run_id)
         run = self.client.create_run(
             self.experiment_id(),
             run_name=f"trial-{trial_id}",
@@ -164,7 +168,37 @@ class SweepTracker:
         params = {k: str(v) for k, v in flatten(config).items()}
         params["config"] = json.dumps(config, sort_keys=True)
         self._log_params(run.info.run_id, params)
-        return run.info.run_id, set()
+        return run.info.run_id, {}
+
+    def logged_points(self, run_id: str) -> dict[int, dict[str, float]]:
+        """The eval points a run holds in MLflow: step -> its outcome metrics (`OUTCOME_METRICS`).
+
+        Read from the metric history, so whatever wrote them (this process, a driver killed
+        since, a write whose reply was lost) they are known.  A point's metrics go in one
+        `log_batch`, one transaction in the store: its step metric is there iff its outcome is.
+        """
+        held: dict[int, dict[str, float]] = {}
+        for key in (STEP_METRIC, *OUTCOME_METRICS):
+            for m in self.client.get_metric_history(run_id, key):
+                values = held.setdefault(m.step, {})
+                if key != STEP_METRIC:
+                    values.setdefault(key, m.value)  # the first one logged is the record
+        return held
+
+    def note_rereported(self, run_id: str, entry: dict) -> None:
+        """Add `entry` (a re-reported point that differs from the one logged: step and both
+        values) to the run's `MISMATCH_TAG`, a JSON list; entries past the tag's length limit
+        are counted in `MISMATCH_TAG.dropped`, not stored."""
+        tags = self.client.get_run(run_id).data.tags
+        entries = json.loads(tags.get(MISMATCH_TAG, "[]"))
+        if json.dumps(entry) in map(json.dumps, entries):  # by text: NaN != NaN
+            return
+        text = json.dumps([*entries, entry])
+        if len(text) <= MAX_TAG_LEN:
+            self.client.set_tag(run_id, MISMATCH_TAG, text)
+        else:
+            dropped = int(tags.get(f"{MISMATCH_TAG}.dropped", "0")) + 1
+            self.client.set_tag(run_id, f"{MISMATCH_TAG}.dropped", str(dropped))
 
     def log_points(self, run_id: str, points: list[EvalPoint], timestamp_ms: int) -> None:
         metrics = [

@@ -1,12 +1,18 @@
 """The Tune callback that records a sweep in MLflow and refits its laws as trials finish.
 
 Runs in the driver only, so exactly one process logs each trial, whatever the trial's workers.
-Its state (fitter points, trial -> run map, logged steps) is saved with the experiment and
-restored by `Tuner.restore`; runs are also found again by tag, so nothing is logged twice.
+Its state (fitter points, trial -> run map, logged steps, undelivered events) is saved with the
+experiment and restored by `Tuner.restore`. That state is as old as Tune's last checkpoint, so
+MLflow, not the state, says what a run holds: before a point is logged to a run this process did
+not create, the run's points are read back from MLflow once (`SweepTracker.logged_points`) and
+kept in memory. A trial resumed from an older checkpoint, or an event left in the outbox by a
+killed driver, then re-reports points MLflow already has: each is logged exactly once, the first
+value kept, and a re-reported value that differs is noted on the run (`MISMATCH_TAG`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,7 +26,7 @@ from ray.tune import Callback
 from scaler.fitter import FitReport, OnlineFitter
 from scaler.outbox import Outbox
 from scaler.records import EvalPoint
-from scaler.tracking import SweepTracker
+from scaler.tracking import MISMATCH_TAG, OUTCOME_METRICS, SweepTracker
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,26 @@ def point_from_result(result: dict) -> EvalPoint | None:
     if not all(k in result for k in POINT_FIELDS):
         return None
     return EvalPoint(**{k: result[k] for k in POINT_FIELDS})
+
+
+def rereported_mismatch(step: int, logged: dict[str, float], point: EvalPoint) -> dict | None:
+    """Step and both values of the outcome metrics where a re-reported point differs from the
+    one logged (a non-deterministic retrain), or None if it is the same point (NaN == NaN)."""
+    differs = {}
+    for key, first in logged.items():
+        again = float(getattr(point, key))
+        same = (math.isnan(first) and math.isnan(again)) or math.isclose(
+            first, again, rel_tol=1e-12
+        )
+        if not same:
+            differs[key] = (first, again)
+    if not differs:
+        return None
+    return {
+        "step": int(step),
+        "logged": {k: v[0] for k, v in differs.items()},
+        "rereported": {k: v[1] for k, v in differs.items()},
+    }
 
 
 def _error_line(trial) -> str:
@@ -87,6 +113,10 @@ class SweepCallback(Callback):
         self.last_decision: str | None = None  # the latest decision logged (JSON)
         self.runs: dict[str, str] = {}  # trial id -> MLflow run id
         self.logged: dict[str, set[int]] = {}  # trial id -> steps already in MLflow
+        # in memory only: trial id -> step -> outcome values in MLflow (read back or logged here),
+        # and the runs whose points this process knows (created here, or read back from MLflow)
+        self.values: dict[str, dict[int, dict[str, float]]] = {}
+        self.known_runs: set[str] = set()
         self.completed = 0
         self.final_report: FitReport | None = None
         self.reached: dict[str, int] = {}  # trial id -> largest samples reported (driver-side)
@@ -98,11 +128,7 @@ class SweepCallback(Callback):
         if kind == "start":
             self._run_id(e["trial_id"], e["config"])
         elif kind == "points":
-            run_id = self._run_id(e["trial_id"], e["config"])
-            point = EvalPoint(**e["point"])
-            if point.samples not in self.logged[e["trial_id"]]:
-                self.tracker.log_points(run_id, [point], e["ts"])
-                self.logged[e["trial_id"]].add(point.samples)
+            self._log_point(e["trial_id"], e["config"], EvalPoint(**e["point"]), e["ts"])
         elif kind == "end_trial":
             run_id = self._run_id(e["trial_id"], e["config"])
             self.tracker.end_trial(run_id, e["status"], e["reason"])
@@ -118,11 +144,58 @@ class SweepCallback(Callback):
             raise ValueError(f"unknown outbox event {kind!r}")
 
     def _run_id(self, trial_id: str, config: dict) -> str:
+        """The trial's run, its points known: found or created by tag, or (a run from restored
+        state, or one whose last write failed) its points read back from MLflow, once."""
         if trial_id not in self.runs:
-            run_id, steps = self.tracker.trial_run(trial_id, config)
+            run_id, held = self.tracker.trial_run(trial_id, config)
             self.runs[trial_id] = run_id
-            self.logged[trial_id] = steps
+        elif self.runs[trial_id] not in self.known_runs:
+            held = self.tracker.logged_points(self.runs[trial_id])
+        else:
+            return self.runs[trial_id]
+        # MLflow is the record: restored steps it lacks (it cannot, short of a store rolled
+        # back) are logged again, steps it has that the restored state lacks are not
+        self.logged[trial_id] = set(held)
+        self.values[trial_id] = held
+        self.known_runs.add(self.runs[trial_id])
         return self.runs[trial_id]
+
+    def _log_point(self, trial_id: str, config: dict, point: EvalPoint, ts: int) -> None:
+        run_id = self._run_id(trial_id, config)
+        step = int(point.samples)
+        if step in self.logged[trial_id]:  # re-reported: keep the first, note a difference
+            entry = rereported_mismatch(step, self.values[trial_id].get(step, {}), point)
+            if entry is not None:
+                log.warning(
+                    "trial %s re-reported step %d with other values %s; kept the first (%s tag)",
+                    trial_id,
+                    step,
+                    entry["rereported"],
+                    MISMATCH_TAG,
+                )
+                self.tracker.note_rereported(run_id, entry)
+                self._keep_first(trial_id, point, entry["logged"])
+            else:
+                log.info(
+                    "trial %s re-reported step %d, already in MLflow: not logged again",
+                    trial_id,
+                    step,
+                )
+            return
+        try:
+            self.tracker.log_points(run_id, [point], ts)
+        except Exception:
+            # the write may have landed with its reply lost: read the run back before retrying
+            self.known_runs.discard(run_id)
+            raise
+        self.logged[trial_id].add(step)
+        self.values[trial_id][step] = {k: float(getattr(point, k)) for k in OUTCOME_METRICS}
+
+    def _keep_first(self, trial_id: str, point: EvalPoint, first: dict[str, float]) -> None:
+        """The fit uses the point MLflow holds, not the re-reported one `on_trial_result` gave it."""
+        kept = dataclasses.replace(point, **first)
+        group = next((r["group"] for r in self.fitter.rows if r["trial_id"] == trial_id), None)
+        self.fitter.add(trial_id, kept, group=group)
 
     # --- trial events ---------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -252,6 +325,7 @@ class SweepCallback(Callback):
         self.fitter.load_state_dict(state["fitter"])
         self.runs = dict(state["runs"])
         self.logged = {k: set(v) for k, v in state["logged"].items()}
+        self.values, self.known_runs = {}, set()  # read back from MLflow before the next write
         self.completed = state["completed"]
         self.tracker.parent_run_id = state["parent_run_id"]
         self.reached = dict(state.get("reached", {}))

@@ -111,8 +111,36 @@ def assert_points_once(name: str, uri: str, trial_id: str, samples: list) -> Non
     assert (trials["status"] == "completed").all(), trials[["trial_id", "status", "excluded"]]
     points = scaler.points(name, tracking_uri=uri)
     assert not points[["trial_id", "samples"]].duplicated().any()
+    assert_sweep_points_once(name, uri)  # and in MLflow's raw history
     mine = points[points["trial_id"] == trial_id].sort_values("samples")
     assert mine["samples"].tolist() == samples
+
+
+def assert_no_duplicate_points(client, run_ids: list[str]) -> int:
+    """MLflow's RAW metric history (what its UI, `mlflow.search_runs` and a notebook see, not
+    `scaler.points`, which keeps one value per step): every metric of every run in `run_ids`
+    holds each step once. Returns the number of eval points (steps of `samples`) checked."""
+    repeated, points = [], 0
+    for run_id in run_ids:
+        for key in client.get_run(run_id).data.metrics:
+            steps = [m.step for m in client.get_metric_history(run_id, key)]
+            twice = sorted({s for s in steps if steps.count(s) > 1})
+            if twice:
+                repeated.append(f"run {run_id} {key}: steps {twice} logged more than once")
+            if key == "samples":
+                points += len(steps)
+    assert not repeated, "\n".join(repeated)
+    return points
+
+
+def assert_sweep_points_once(name: str, uri: str) -> int:
+    """`assert_no_duplicate_points` over every child run of sweep `name`; returns the points."""
+    from mlflow.tracking import MlflowClient
+
+    import scaler
+
+    trials = scaler.trials(name, tracking_uri=uri)
+    return assert_no_duplicate_points(MlflowClient(uri), trials["run_id"].tolist())
 
 
 def write_spec(path: Path, **overrides) -> Path:

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 import scaler
 from tests.faults.helpers import (
+    assert_sweep_points_once,
     kill_group,
     run,
     slow_oracle,
@@ -52,6 +53,7 @@ def test_adaptive_policy_resumes_after_driver_sigkill(tmp_path):
     chosen = trials[["param.n_params", "samples_budget"]].astype(float)
     assert not chosen.duplicated().any(), "a candidate ran twice: the policy forgot its state"
     points = scaler.points("faults-adaptive", tracking_uri=uri)
+    assert assert_sweep_points_once("faults-adaptive", uri) == len(points)  # raw history: once
     spent = points.groupby("trial_id")["flops"].max().sum()
     assert spent <= BUDGET * 1.0001
 

@@ -10,7 +10,7 @@ from scaler.divergence import divergence
 from scaler.records import EvalPoint
 from scaler.spec import parse_spec
 from scaler.sweep import run_sweep
-from tests.faults.helpers import LAW, ORACLE_SPEC
+from tests.faults.helpers import LAW, ORACLE_SPEC, assert_sweep_points_once
 
 
 def _point(loss, ne):
@@ -61,6 +61,7 @@ def test_diverged_and_failed_trials_excluded_sweep_goes_on(ray_local, tmp_path):
     assert (good["status"] == "completed").all() and (good["excluded"] == "").all()
 
     points = scaler.points("faults-diverge", tracking_uri=uri)
+    assert assert_sweep_points_once("faults-diverge", uri) == len(points)  # raw history: once
     # a diverged trial stopped at its first NaN: 1 good point + the NaN one, not all 4
     per_trial = points.groupby("trial_id").size()
     assert (per_trial[diverged.index] == 2).all()

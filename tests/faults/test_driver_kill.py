@@ -10,6 +10,7 @@ import pytest
 import scaler
 from scaler.tune.state_backup import TUNE_FILES
 from tests.faults.helpers import (
+    assert_sweep_points_once,
     kill_group,
     run,
     slow_oracle,
@@ -63,5 +64,6 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, trunc
     points = scaler.points("faults-driver", tracking_uri=uri)
     assert len(points) == 12 * 4  # every eval point present ...
     assert not points[["trial_id", "samples"]].duplicated().any()  # ... exactly once
+    assert assert_sweep_points_once("faults-driver", uri) == 12 * 4  # in the raw history too
     laws = scaler.laws("faults-driver", tracking_uri=uri)
     assert abs(laws["joint"].params_.alpha - 0.30) < 0.03

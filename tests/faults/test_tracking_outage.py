@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 import scaler
-from tests.faults.helpers import kill_group, slow_oracle, start, wait_for, write_spec
+from tests.faults.helpers import (
+    assert_sweep_points_once,
+    kill_group,
+    slow_oracle,
+    start,
+    wait_for,
+    write_spec,
+)
 
 
 def _free_port() -> int:
@@ -102,6 +109,8 @@ def test_tracking_server_down_30s_mid_sweep_loses_nothing(tmp_path):
         points = scaler.points("faults-outage", tracking_uri=uri)
         assert len(points) == 12 * 4
         assert not points[["trial_id", "samples"]].duplicated().any()
+        # retried writes (some landed before the server went away) are in the raw history once
+        assert assert_sweep_points_once("faults-outage", uri) == 12 * 4
         assert "joint" in scaler.laws("faults-outage", tracking_uri=uri)
     finally:
         if sweep is not None:

@@ -16,6 +16,7 @@ from tests.faults.helpers import (
     ResultWatch,
     assert_points_once,
     assert_retried_from_checkpoint,
+    assert_sweep_points_once,
     kill_group,
     slow_oracle,
     start_run,
@@ -125,6 +126,7 @@ def test_trial_worker_killed_past_the_retry_limit_is_failed_and_excluded(tmp_pat
     mine = points[points["trial_id"] == trial_id]
     assert len(mine) >= 3 and (mine["excluded"] != "").all()  # one point per attempt at least
     assert not points[["trial_id", "samples"]].duplicated().any()
+    assert_sweep_points_once("faults-worker-limit", uri)
 
 
 def test_worker_death_reason_is_one_line_from_the_last_failure():

@@ -1,0 +1,171 @@
+"""Exactly once in MLflow's raw metric history, whatever the age of the callback state a resumed
+sweep restores: the MLflow callback reads a run's points back from a real (sqlite) store before
+it logs to a run it did not create. In process, no Ray: seconds."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from scaler.fitter import OnlineFitter
+from scaler.records import EvalPoint
+from scaler.tracking import MISMATCH_TAG, SweepTracker
+from scaler.tune.callbacks import SweepCallback
+from tests.faults.helpers import assert_no_duplicate_points
+
+TRIAL = SimpleNamespace(trial_id="t0001", config={"samples": 5000, "params": {"n_params": 1e6}})
+STEPS = [1000, 2000, 3000, 4000, 5000]
+
+
+def point(samples: int, loss: float | None = None) -> EvalPoint:
+    loss = 1.0 + 1000 / samples if loss is None else loss
+    return EvalPoint(samples, 10**6, 0, 6e6 * samples, 1.0, 1.0, loss, loss, float("nan"))
+
+
+def driver(uri: str, state: dict | None = None) -> SweepCallback:
+    """A driver process: a fresh tracker and callback, the saved state (if any) restored as
+    `Tuner.restore` does, from a pickle."""
+    tracker = SweepTracker(uri, "exactly-once")
+    callback = SweepCallback(tracker, OnlineFitter(), progress=None)
+    if state is None:
+        tracker.start_sweep("sweep", {}, "fingerprint")
+    else:
+        callback.set_state(pickle.loads(pickle.dumps(state)))
+    return callback
+
+
+def report(callback: SweepCallback, *steps: int, loss: float | None = None) -> None:
+    for s in steps:
+        callback.on_trial_result(0, [], TRIAL, point(s, loss).to_dict())
+
+
+@pytest.fixture
+def uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def history(uri: str, run_id: str, key: str = "loss") -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_resume_from_older_state_logs_each_point_once(uri):
+    """The issue's case: state saved after 2 points, 2 more logged, the driver killed; the
+    trial resumes from its checkpoint after point 2 and re-reports points 3 and 4."""
+    first = driver(uri)
+    first.on_trial_start(0, [], TRIAL)
+    report(first, *STEPS[:2])
+    state = first.get_state()  # Tune's last experiment checkpoint before the kill
+    report(first, *STEPS[2:4])
+    run_id = first.runs[TRIAL.trial_id]
+    assert state["logged"][TRIAL.trial_id] == STEPS[:2]  # stale: MLflow holds 4 points
+
+    second = driver(uri, state)
+    second.on_trial_start(0, [], TRIAL)
+    report(second, *STEPS[2:])
+    second.on_trial_complete(0, [], TRIAL)
+
+    client = MlflowClient(uri)
+    assert assert_no_duplicate_points(client, [run_id]) == len(STEPS)
+    assert [s for s, _ in history(uri, run_id)] == STEPS
+    assert MISMATCH_TAG not in client.get_run(run_id).data.tags  # same values: nothing to note
+    assert sorted(second.logged[TRIAL.trial_id]) == STEPS
+
+
+def test_undelivered_events_of_the_restored_outbox_are_reconciled(uri):
+    """Events saved undelivered with the state and delivered before the kill are not logged
+    again by the resumed driver's outbox."""
+    first = driver(uri)
+    report(first, *STEPS[:3])
+    state = first.get_state()
+    events = [
+        ("points", {"trial_id": TRIAL.trial_id, "config": TRIAL.config, "ts": 1, "point": p})
+        for p in (point(s).to_dict() for s in STEPS[1:4])  # 2, 3 delivered; 4 never was
+    ]
+    state["outbox"] = events  # saved while MLflow was down; the server came back before the kill
+    state["logged"][TRIAL.trial_id] = STEPS[:1]
+
+    second = driver(uri, state)
+    assert second.outbox.flush(5)
+    run_id = second.runs[TRIAL.trial_id]
+    assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == 4
+    assert [s for s, _ in history(uri, run_id)] == STEPS[:4]
+
+
+def test_a_write_whose_reply_was_lost_is_not_logged_twice(uri):
+    """The tracking server stored a batch and went away before answering: the outbox retries
+    the event, and the run is read back first. (MLflow's SQL store also skips a metric row equal
+    in key, value, timestamp and step, which an outbox retry is; this does not rely on it.)"""
+
+    class LostReply(SweepTracker):
+        lost = 1
+
+        def log_points(self, run_id, points, timestamp_ms):
+            super().log_points(run_id, points, timestamp_ms)
+            if self.lost:
+                self.lost -= 1
+                raise ConnectionError("connection reset by peer")
+
+    callback = SweepCallback(LostReply(uri, "exactly-once"), OnlineFitter())
+    callback.tracker.start_sweep("sweep", {}, "fingerprint")
+    callback.outbox.burst_s = 0.0  # no retry within the burst: the event stays queued
+    report(callback, STEPS[0])
+    assert callback.outbox.pending and callback.tracker.lost == 0
+    report(callback, STEPS[1])
+    assert not callback.outbox.pending
+    run_id = callback.runs[TRIAL.trial_id]
+    assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == 2
+
+
+def test_a_rereported_point_that_differs_keeps_the_first_and_tags_the_run(uri):
+    """A non-deterministic retrain re-reports step 3 with another loss: MLflow and the fit keep
+    the first value; the run's tag holds the step and both values."""
+    first = driver(uri)
+    report(first, *STEPS[:3])
+    state = first.get_state()
+    state["logged"][TRIAL.trial_id] = STEPS[:2]
+    run_id = first.runs[TRIAL.trial_id]
+    logged = point(STEPS[2]).loss
+
+    second = driver(uri, state)
+    report(second, STEPS[2], loss=9.5)
+    report(second, STEPS[2], loss=9.5)  # noted once
+    report(second, STEPS[3])
+
+    client = MlflowClient(uri)
+    assert assert_no_duplicate_points(client, [run_id]) == 4
+    assert dict(history(uri, run_id))[STEPS[2]] == logged
+    tag = json.loads(client.get_run(run_id).data.tags[MISMATCH_TAG])
+    assert tag == [
+        {
+            "step": STEPS[2],
+            "logged": {"loss": logged, "ne": logged},
+            "rereported": {"loss": 9.5, "ne": 9.5},
+        }
+    ]
+    fitted = second.fitter.frame().set_index("samples")["loss"]
+    assert fitted[STEPS[2]] == logged
+
+
+def test_a_rereported_point_in_the_same_process_is_compared_too(uri):
+    """A worker killed and retried from an older checkpoint: the same driver, values in memory."""
+    callback = driver(uri)
+    report(callback, *STEPS[:2])
+    report(callback, STEPS[1])
+    report(callback, STEPS[1], loss=point(STEPS[1]).loss * 1.01)
+    run_id = callback.runs[TRIAL.trial_id]
+    assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == 2
+    (entry,) = json.loads(MlflowClient(uri).get_run(run_id).data.tags[MISMATCH_TAG])
+    assert entry["step"] == STEPS[1]
+
+
+def test_duplicate_check_fails_on_a_repeated_step(uri):
+    callback = driver(uri)
+    report(callback, STEPS[0])
+    run_id = callback.runs[TRIAL.trial_id]
+    callback.tracker.log_points(run_id, [point(STEPS[0])], 2)  # behind the callback's back
+    with pytest.raises(AssertionError, match=r"loss: steps \[1000\] logged more than once"):
+        assert_no_duplicate_points(MlflowClient(uri), [run_id])
