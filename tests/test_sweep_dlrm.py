@@ -1,5 +1,6 @@
 """Real DLRM sweeps (TorchRec) on a real local Ray and a real sqlite MLflow store."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import scaler
-from scaler.spec import SpecError, parse_spec
+from scaler.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ray
@@ -109,28 +110,45 @@ def test_unknown_dlrm_key_fails_at_load():
 
 
 @pytest.mark.slow
-def test_demo_spec_runs_end_to_end_from_the_command_line(tmp_path):
+def test_demo_spec_runs_end_to_end_and_its_report_is_identified(tmp_path):
+    """`make demo`'s sweep from the command line, then `scaler report --json` on it: measured
+    cost, frontier rows that spend exactly C from the largest compute trained, an identified
+    data law, and no identified law at a bound or with a coefficient CI over 3 decades."""
     exe = Path(sys.executable).parent / "scaler"
+    demo = ROOT / "search_spaces" / "demo.yaml"
     proc = subprocess.run(
-        [
-            str(exe),
-            "run",
-            str(ROOT / "search_spaces" / "demo.yaml"),
-            "--storage",
-            str(tmp_path),
-            "--bootstrap",
-            "50",
-        ],
+        [str(exe), "run", str(demo), "--storage", str(tmp_path), "--bootstrap", "50"],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (
-        "Fitted laws" in proc.stdout
-        and "MLflow store: sqlite:///" in proc.stdout
-        and "scaler ui" in proc.stdout
-    )
+    out = proc.stdout
+    assert "Analysis (scaler report" in out and "MLflow store: sqlite:///" in out, out[-3000:]
+    assert "scaler ui" in out
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert len(scaler.trials("demo", tracking_uri=uri)) == 4
+    trials = scaler.trials("demo", tracking_uri=uri)
+    assert len(trials) == load_spec(demo).budget.trials
     assert "data" in scaler.laws("demo", tracking_uri=uri)
+    rep = subprocess.run(
+        [str(exe), "report", "demo", "--json", "--no-log", "--tracking-uri", uri,
+         "--out", str(tmp_path / "rep")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    report = json.loads(rep.stdout)
+    assert report["cost_model"]["kind"] == "measured"
+    flops = scaler.points("demo", tracking_uri=uri)["flops"].max()
+    assert report["frontier"][0]["C"] == pytest.approx(flops, rel=1e-9)
+    for row in report["frontier"]:
+        assert row["samples"] * row["flops_per_sample"] == pytest.approx(row["C"], rel=0.01)
+    assert report["schemes"]["data"]["identified"], report["schemes"]["data"]
+    laws = [*report["schemes"].values(), report["joint"]]
+    for law in laws:
+        if not law["identified"]:
+            continue
+        for name, (lo, hi) in law["ci"].items():
+            if name.startswith(("b", "alpha")):
+                assert 0 < law["params"][name] < 4, (name, law)
+            if name in ("a", "B") or name.startswith("A_"):
+                assert lo > 0 and hi / lo <= 1e3, (name, lo, hi)

@@ -104,7 +104,7 @@ def _final_report(name: str, result, args) -> None:
     out = Path(result.storage) / name / "report"
     try:
         an, md = write_report(
-            name, out, result.tracking_uri, bootstrap=min(max(args.bootstrap, 20), 100)
+            name, out, result.tracking_uri, bootstrap=min(max(args.bootstrap, 2), 100)
         )
     except ValueError as exc:  # too few points for any law: say so, the sweep itself is fine
         print(f"\nNo report: {exc}")
@@ -137,7 +137,9 @@ def execute(spec, args, *, resume: bool = False) -> int:
         print(f"  {name:<8} {FORMULAS[law.form]:<46} {law!r}")
     for name, why in result.report.skipped.items():
         print(f"  {name:<8} not fitted: {why}")
-    if not getattr(args, "no_report", False) and result.trials > result.errors:
+    if getattr(args, "no_report", False) or args.bootstrap == 0:
+        print(f"\nNo report (--no-report or --bootstrap 0): scaler report {spec.name}")
+    elif result.trials > result.errors:
         _final_report(spec.name, result, args)
     print(
         f"\nMLflow store: {result.tracking_uri}  (experiment {result.experiment!r}, sweep run {result.parent_run_id})"
