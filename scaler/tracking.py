@@ -23,6 +23,7 @@ from scaler.secrets import redact_params, redact_uri
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 SWEEP_TAG = "scaler.sweep"
 TRIAL_TAG = "scaler.trial_id"
 KIND_TAG = "scaler.kind"
@@ -85,12 +86,18 @@ class SweepTracker:
     def experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is not None:
+            if EXPERIMENT_KIND not in exp.tags:
+                self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
             return exp.experiment_id
         location = None
         if self.artifact_root is not None:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
             location = self.artifact_root.resolve().as_uri()
-        return self.client.create_experiment(self.experiment, artifact_location=location)
+        # MLflow 3's UI picks an experiment's landing page by this tag: without it a new
+        # experiment opens on the GenAI overview (traces, tokens) instead of its training runs
+        return self.client.create_experiment(
+            self.experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+        )
 
     # --- the sweep (parent run) -----------------------------------------------------------
     def find_sweep(self, name: str):

@@ -49,6 +49,8 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_every_eval_point(s
     _spec, result = sweep
     client = MlflowClient(result.tracking_uri)
     exp = client.get_experiment_by_name("oracle-test")
+    # the UI opens it as model training (its runs), not on the GenAI traces overview
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("scaler.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
