@@ -301,7 +301,10 @@ def fit_scheme(
     transients: tuple = (),
 ) -> SchemeResult:
     law = PowerLaw().fit(x, loss)
-    law.bootstrap(bootstrap, seed=seed)
+    # a knob's scheme has one point per size: resampling points would drop sizes (a resample
+    # of 5 sizes often keeps 3, which no law identifies); keep the design, resample residuals
+    one_per_size = len(np.unique(x)) == len(x)
+    law.bootstrap(bootstrap, seed=seed, method="residuals" if one_per_size else "cases")
     x_op = float(x.max())
     p = law.params_
     loss_op = float(law.predict([x_op])[0])

@@ -60,9 +60,38 @@ def _refit_chunk(x, y, w, theta, delta, exponent_bounds, indices) -> np.ndarray:
     return out
 
 
-def run_bootstrap(x, y, w, theta, *, delta, exponent_bounds, n, seed, n_jobs=None) -> np.ndarray:
+def _refit_residuals(x, y_stars, w, theta, delta, exponent_bounds) -> np.ndarray:
+    out = np.empty((len(y_stars), len(theta)))
+    for row, y_star in enumerate(y_stars):
+        p = _objective.Problem.build(x, y_star, w, delta)
+        best, _ = _objective.fit(
+            p,
+            grid_size=_COARSE_GRID.get(p.k, 4),
+            n_starts=1,
+            warm_start=_objective.to_normalised(theta, p.shift),
+            exponent_bounds=exponent_bounds,
+        )
+        out[row] = _objective.to_natural(best, p.shift)
+    return out
+
+
+def run_bootstrap(
+    x, y, w, theta, *, delta, exponent_bounds, n, seed, n_jobs=None, method="cases"
+) -> np.ndarray:
+    """Refit on `n` resamples.  method "cases" resamples points (the default); "residuals"
+    keeps every x and resamples the fit's log residuals (scaled by sqrt(n / (n - p)) for the
+    p fitted parameters): for a designed grid with one point per size, where a case resample
+    that drops sizes leaves a law no design could identify."""
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, len(y), size=(n, len(y)))
+    if method == "residuals":
+        pred = _objective.predict(theta, np.log(x))
+        r = np.log(y) - np.log(pred)
+        dof = max(len(y) - len(theta), 1)
+        y_stars = pred * np.exp(r[indices] * np.sqrt(len(y) / dof))
+        return _refit_residuals(x, y_stars, w, theta, delta, exponent_bounds)
+    if method != "cases":
+        raise ValueError(f"method is {method!r}, but must be 'cases' or 'residuals'")
     if n_jobs is None:
         n_jobs = min(os.cpu_count() or 1, max(1, n // _PER_PROCESS_MIN))
     if n_jobs <= 1:

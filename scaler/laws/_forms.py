@@ -213,10 +213,18 @@ class Law:
 
     # --- uncertainty --------------------------------------------------------------------------
     def bootstrap(
-        self, n: int = 1000, seed: int = 0, *, level: float = 0.95, n_jobs: int | None = None
+        self,
+        n: int = 1000,
+        seed: int = 0,
+        *,
+        level: float = 0.95,
+        n_jobs: int | None = None,
+        method: str = "cases",
     ) -> BootstrapResult:
         """Percentile bootstrap over the fitted points: refit on `n` resamples (drawn from
-        `seed`, so the result does not depend on `n_jobs`).  Stored in `bootstrap_`."""
+        `seed`, so the result does not depend on `n_jobs`).  Stored in `bootstrap_`.
+        method: "cases" (resample points) or "residuals" (keep the sizes, resample the log
+        residuals: for a design with one point per size)."""
         self._check_fitted()
         if n < 2:
             raise ValueError(f"bootstrap n is {n}, but must be >= 2")
@@ -232,6 +240,7 @@ class Law:
             n=n,
             seed=seed,
             n_jobs=n_jobs,
+            method=method,
         )
         samples = np.array([self._params_from_theta(t) for t in thetas])
         self.bootstrap_ = BootstrapResult(
