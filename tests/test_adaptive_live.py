@@ -132,6 +132,7 @@ def flops_spent(result) -> float:
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # two live sweeps (~35 s); the target units stay in the default run
 def test_adaptive_meets_the_target_tolerance_on_less_compute_than_the_grid(sweeps):
     """Both sweeps must predict the target within the user's tolerance (1 %); the adaptive one
     must get there on well under the grid's compute.  Measured (live order varies, so does the
@@ -149,6 +150,7 @@ def test_adaptive_meets_the_target_tolerance_on_less_compute_than_the_grid(sweep
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # two live sweeps (~35 s); the target units stay in the default run
 def test_mlflow_shows_the_adaptive_decisions(sweeps):
     _, adaptive = sweeps
     client = MlflowClient(adaptive.tracking_uri)
@@ -167,6 +169,7 @@ def test_mlflow_shows_the_adaptive_decisions(sweeps):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # two live sweeps (~35 s); the target units stay in the default run
 def test_replay_from_sweep_uses_the_recorded_points(sweeps, capsys):
     grid, _ = sweeps
     args = [

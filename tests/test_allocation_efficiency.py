@@ -31,6 +31,7 @@ def runs():
     return out
 
 
+@pytest.mark.slow  # a replay per policy (~35 s)
 def test_adaptive_design_is_at_least_as_informative_as_the_grids(runs):
     _, variance = target_variance(LAW)  # first-order target-error sd under the true law
     for grid, adaptive in runs:
@@ -38,6 +39,7 @@ def test_adaptive_design_is_at_least_as_informative_as_the_grids(runs):
         assert sd_ratio(variance, adaptive.rows) <= sd_ratio(variance, grid.rows)
 
 
+@pytest.mark.slow  # a replay per policy (~35 s)
 def test_adaptive_target_error_matches_the_grid_at_equal_budget(runs):
     grid = np.mean([g.target_mape for g, _ in runs])
     adaptive = np.mean([a.target_mape for _, a in runs])

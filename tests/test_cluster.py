@@ -125,6 +125,7 @@ def test_the_cluster_has_two_nodes_and_the_worker_cannot_see_node_local_files(cl
     assert out.stdout.strip().endswith("[False, True]"), out.stdout + out.stderr[-2000:]
 
 
+@pytest.mark.slow  # ~20 s; test_docs' quick start submits to 2 nodes too (slow)
 def test_submit_runs_an_oracle_sweep_as_a_ray_job_on_both_nodes(cluster, tmp_path):
     storage = cluster.base / "shared" / "submit"
     spec = write_spec(tmp_path, ORACLE)

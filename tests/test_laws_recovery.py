@@ -50,6 +50,7 @@ def test_joint_law_recovers_known_parameters(truth, noise):
     assert p.E == pytest.approx(t.E, rel=0.05, abs=0.02)
 
 
+@pytest.mark.slow  # 3,000 refits (~80 s on 2 cores): a coverage statistic
 def test_power_law_ci_covers_truth_at_about_nominal_rate():
     a, b, c, noise, level = 3.0, 0.35, 0.4, 0.01, 0.9
     x = np.geomspace(1e3, 1e7, 16)

@@ -153,6 +153,7 @@ def test_report_unknown_sweep_is_one_clear_error(saturated, capsys):
 
 
 @pytest.mark.parametrize("notebook", ["paper_figures.ipynb", "policy_comparison.ipynb"])
+@pytest.mark.slow  # two kernels (~45 s); the report's own tests stay in the default run
 def test_notebook_executes_against_the_sweep(saturated, notebook, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

@@ -70,6 +70,7 @@ def test_tuned_dlrm_sweep_runs_end_to_end(tmp_path, ray_local):
     assert {"hparam.train.dense_lr", "hparam.train.sparse_lr"} <= set(trials.columns)
 
 
+@pytest.mark.slow  # ~15 s; a tuned sweep + its report
 def test_report_of_a_tuned_sweep_shows_the_rules(tmp_path, ray_local):
     from scaler.report import write_report
     from scaler.sweep import run_sweep
