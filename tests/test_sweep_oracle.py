@@ -200,3 +200,6 @@ def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+    printed = proc.stdout.read().decode()
+    # it points the user at the sweep's runs and its parent run, not just the server
+    assert f"{base}/#/experiments/{exp_id}/runs/{result.parent_run_id}" in printed, printed[:2000]
