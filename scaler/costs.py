@@ -27,7 +27,7 @@ class ConfigCost:
     flops_per_sample: float  # training (forward + backward) FLOPs per sample
     dense_params: float  # MLP and interaction parameters
     sparse_params: float  # embedding parameters (rows x width, summed over tables)
-    memory_bytes: float  # embedding tables and their optimizer state
+    memory_bytes: float  # embedding tables and their optimizer state (0 without embeddings)
 
     @property
     def params(self) -> float:
@@ -101,7 +101,7 @@ class KNDCost(CostModel):
         n = float(config.get(self.knob, 0.0))
         if not n > 0:
             return None
-        return ConfigCost(self.k * n, n, 0.0, 4.0 * n)
+        return ConfigCost(self.k * n, n, 0.0, 0.0)  # no embedding tables: no memory cap binds
 
     def words(self) -> str:
         return f"declared: C = {self.k:g}·N·D (N = parameters, D = samples)"

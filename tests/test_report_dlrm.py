@@ -23,7 +23,11 @@ def test_report_on_a_real_dlrm_sweep_writes_every_plot(tmp_path, ray_local):
     assert result.trials == 4 and result.errors == 0
     an, md = write_report("dlrm-report", tmp_path / "rep", result.tracking_uri, bootstrap=20)
     assert "data" in an.schemes and "model.num_embeddings" in an.schemes | an.skipped
-    assert an.frontier is not None and "joint" in an.backtests
+    assert an.cost_model["kind"] == "measured" and an.joint is not None
+    fr = an.frontier
+    assert fr.rows[0].C == an.points["flops"].max()
+    for r in fr.rows:  # the measured cost: every row spends C on the config it chose
+        assert r.samples * r.flops_per_sample == pytest.approx(r.C, rel=0.01)
     pngs = {p.name for p in md.parent.glob("*.png")}
     assert {"schemes.png", "residuals.png", "isoflop.png", "frontier.png"} <= pngs
     logged = {
