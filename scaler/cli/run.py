@@ -103,7 +103,9 @@ def _final_report(name: str, result, args) -> None:
 
     out = Path(result.storage) / name / "report"
     try:
-        an, md = write_report(name, out, result.tracking_uri, bootstrap=min(max(args.bootstrap, 20), 100))
+        an, md = write_report(
+            name, out, result.tracking_uri, bootstrap=min(max(args.bootstrap, 20), 100)
+        )
     except ValueError as exc:  # too few points for any law: say so, the sweep itself is fine
         print(f"\nNo report: {exc}")
         return
