@@ -36,8 +36,13 @@ SCHEMES = {
 }
 
 
+def _g(v: float, fmt: str = ".3g") -> str:
+    """A number; a fit's numerical zero (a flat law: 1e-300) as 0."""
+    return "0" if abs(v) < 1e-12 else format(v, fmt)
+
+
 def _ci(lo_hi) -> str:
-    return f"[{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]"
+    return f"[{_g(lo_hi[0])}, {_g(lo_hi[1])}]"
 
 
 def wall_seconds(client: MlflowClient, sweep: str, uri: str, storage: Path) -> tuple[float, float]:
@@ -71,7 +76,7 @@ def row(stem: str, storage: Path, uri: str, figures: Path | None, bootstrap: int
             wall,
         )
     b = f"{s.law.params_.b:.3g} {_ci(s.law.ci_['b'])}" if s.identified else "—"
-    dbl = f"{s.per_doubling:.2g} {_ci(s.per_doubling_ci)} ({s.per_doubling / s.loss_op:.2%})"
+    dbl = f"{_g(s.per_doubling, '.2g')} {_ci(s.per_doubling_ci)} ({s.per_doubling / s.loss_op:.2%})"
     cells = f"{stem} | {scheme} ({s.axis}) | **{s.status}** | {b} | {dbl} | {paper}"
     return f"| {cells} | {train:.0f} / {wall:.0f} |", wall
 
