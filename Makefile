@@ -11,7 +11,7 @@ ACCEL       ?= cpu
 TORCH_INDEX ?=
 TORCH_PIN   := torch==2.13.0
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo seed-paper test test-all lint format bench clean
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ install: $(STAMP)
 
 demo: install
 	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/demo.yaml
+
+# The seed paper's five scaling schemes on synthetic data (search_spaces/seed_paper/), then one
+# verdict table over them (~15-30 min on 2 cores).
+SEED_PAPER := scaler_runs/seed_paper
+seed-paper: install
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/seed_paper/data.yaml --storage $(SEED_PAPER)
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/seed_paper/embedding_rows.yaml --storage $(SEED_PAPER)
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/seed_paper/embedding_dim.yaml --storage $(SEED_PAPER)
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/seed_paper/over_arch.yaml --storage $(SEED_PAPER)
+	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/scaler run search_spaces/seed_paper/all_mlp.yaml --storage $(SEED_PAPER)
+	$(PY) benchmarks/seed_paper.py --storage $(SEED_PAPER)
 
 lint: install
 	$(VENV)/bin/ruff check .

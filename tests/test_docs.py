@@ -77,6 +77,12 @@ COMMANDS: dict[tuple[str, str], tuple[str, str]] = {
         "search_spaces/demo.yaml`, which loads (not run: minutes of DLRM training, and it writes "
         "the checkout's ./scaler_runs)",
     ),
+    ("README.md", "make seed-paper"): (
+        VALIDATED,
+        "test_make_targets_are_the_documented_ones: `make -n` runs `scaler run` on each of the "
+        "five specs of search_spaces/seed_paper/, which load, then benchmarks/seed_paper.py (not "
+        "run: ~15-30 min of DLRM training, and it writes the checkout's ./scaler_runs)",
+    ),
     ("README.md", "make test"): (
         VALIDATED,
         "test_make_targets_are_the_documented_ones: `make -n` runs lint and "
@@ -290,6 +296,13 @@ def test_make_targets_are_the_documented_ones():
     demo = _make_dry_run("demo")
     assert "scaler run search_spaces/demo.yaml" in demo
     load_spec(ROOT / "search_spaces" / "demo.yaml")  # a spec the sweep would accept
+    doc_command("README.md", "make seed-paper")
+    seed = _make_dry_run("seed-paper")
+    for stem in ("data", "embedding_rows", "embedding_dim", "over_arch", "all_mlp"):
+        spec = f"search_spaces/seed_paper/{stem}.yaml"
+        assert f"scaler run {spec} --storage scaler_runs/seed_paper" in seed, stem
+        load_spec(ROOT / spec)
+    assert "benchmarks/seed_paper.py --storage scaler_runs/seed_paper" in seed
     doc_command("README.md", "make test")
     test = _make_dry_run("test")
     assert "ruff check ." in test and "ruff format --check ." in test
