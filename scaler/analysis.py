@@ -262,18 +262,26 @@ def verdict(
     per_doubling_hi: float,
     gap_threshold: float,
     exponent_floor: float,
+    last_8x_hi: float | None = None,
 ) -> tuple[bool, str]:
     """(saturated, verdict) of a one-axis law; never two verdicts at once.
 
-    The saturation tests read the law's *predictions* (the gap to its constant at the largest x,
-    across the bootstrap), which the data pin down even when a and b are not separately
-    identified: a flat tail is saturated, whatever corner the exponent sits in."""
+    The saturation tests read the law's *predictions* across the bootstrap, which the data pin
+    down even when a and b are not separately identified: the gap to its constant at the largest
+    x; what the last 8x of the trained range bought (inside the data: a plateau after a step,
+    which no power law fits, is saturated there whatever corner the exponent sits in); and what
+    1000x more would buy."""
     if too_few:
         return False, f"not identified: {ident.reason}"
     if gap_ci_hi < gap_threshold * loss_op:
         return True, (
             f"saturated: the gain left, {gap_ci_hi:.3g} at most (CI upper), is under "
             f"{gap_threshold:.1%} of the loss"
+        )
+    if last_8x_hi is not None and last_8x_hi < gap_threshold * loss_op:
+        return True, (
+            f"saturated: the last 8x of the trained range bought under {gap_threshold:.1%} of "
+            f"the loss ({last_8x_hi:.3g} at most, CI upper)"
         )
     if 10 * per_doubling_hi < gap_threshold * loss_op:  # gains shrink with every doubling
         return True, (
@@ -318,6 +326,11 @@ def fit_scheme(
     q = (2.5, 97.5)
     gap_ci = tuple(float(v) for v in np.percentile(gaps, q))
     dbl_ci = tuple(float(v) for v in np.percentile(dbl, q))
+    x_lo = max(float(x.min()), x_op / 8.0)
+    last_8x_hi = None
+    if x_op / x_lo >= 4.0:  # at least two doublings of data below the operating point
+        last = a_s * (x_lo ** (-b_s) - x_op ** (-b_s))
+        last_8x_hi = float(np.percentile(last, q[1]))
     ident = law.identification_
     saturated, text = verdict(
         ident,
@@ -329,6 +342,7 @@ def fit_scheme(
         per_doubling_hi=dbl_ci[1],
         gap_threshold=gap_threshold,
         exponent_floor=exponent_floor,
+        last_8x_hi=last_8x_hi,
     )
     return SchemeResult(
         name=name,

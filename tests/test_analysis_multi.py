@@ -185,3 +185,16 @@ def test_transient_first_points_are_left_out_of_the_data_law_with_a_reason():
     data = an.schemes["data"]
     assert len(data.transients) == 1 and data.transients[0][2].startswith("transient")
     assert data.status == "paying" and data.identified
+
+
+def test_a_plateau_after_a_step_is_saturated_not_unidentified():
+    """Table rows past the smallest vocabulary buy nothing (measured on the seed paper's rows
+    sweep): no power law fits a step then a plateau, but the last 8x of the range bought
+    nothing, and the verdict says so."""
+    from scaler.analysis import fit_scheme
+
+    x = np.array([6.4e4, 2.6e5, 6.4e5, 1.3e6, 3.2e6, 6.4e6, 1.3e7])
+    y = np.array([0.12391, 0.12357, 0.12138, 0.12138, 0.12156, 0.12163, 0.12120])
+    s = fit_scheme("rows", "sparse_params", x, y, 1e12, bootstrap=60, seed=0,
+                   gap_threshold=0.01, exponent_floor=0.02)  # fmt: skip
+    assert s.status == "saturated" and "last 8x" in s.verdict, s.verdict
