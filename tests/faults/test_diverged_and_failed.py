@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import scaler
 from scaler.divergence import divergence
 from scaler.records import EvalPoint
@@ -35,6 +37,7 @@ def test_divergence_rule_nonfinite_and_worse_than_trivial():
     assert divergence(_point(1.5, 1.5), "oracle") is None  # the oracle's ne is its raw loss
 
 
+@pytest.mark.slow  # ~50 s: 12 trials, 3 of them failing through Ray's retries
 def test_diverged_and_failed_trials_excluded_sweep_goes_on(ray_local, tmp_path):
     spec = parse_spec(
         {
