@@ -147,6 +147,10 @@ def summary_lines(an: Analysis) -> list[str]:
     fr = an.frontier
     if fr is not None:
         r = fr.rows[0]
+        if not fr.identified:
+            lines.append(
+                "the joint law is not identified: the optimum below is the fit's, not a result"
+            )
         lines.append(
             f"optimum at C = {r.C:.3g} FLOPs: {_cfg(r.config)}, {r.samples:.3g} samples, "
             f"loss {r.loss:.4g} {_ci(r.loss_ci)}"
