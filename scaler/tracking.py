@@ -24,6 +24,35 @@ from scaler.secrets import redact_params, redact_uri
 log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (Markdown)
+
+
+def sweep_description(spec: dict) -> str:
+    """What the sweep is, in words, for the parent run's description in the UI."""
+    axes = spec.get("axes") or {}
+    knobs = ", ".join(axes.get("params") or {}) or "one model"
+    budget = ", ".join(f"{k} {v}" for k, v in (spec.get("budget") or {}).items() if v is not None)
+    return (
+        f"Scaling sweep **{spec.get('name')}**: backend {spec.get('backend')}, policy "
+        f"{(spec.get('policy') or {}).get('name')}; scales {knobs} and samples; budget {budget}. "
+        "Each child run is one trial (loss, NE, AUC against samples); the laws refit after "
+        "every finished trial are the `law.*` metrics (step = trials completed)."
+    )
+
+
+def laws_in_words(summary: dict, step: int) -> str:
+    lines = [f"\n\n**Latest laws** (after {step} trials):"]
+    for name, law in summary.get("laws", {}).items():
+        if not law.get("identified", True):
+            lines.append(f"- {name}: not identified ({law.get('reason')})")
+            continue
+        params = ", ".join(f"{k} = {v:.4g}" for k, v in law["params"].items())
+        lines.append(f"- {name} ({law['form']}): {params}; fit error {law['mape']:.2%}")
+    for name, why in summary.get("skipped", {}).items():
+        lines.append(f"- {name}: not fitted ({why})")
+    return "\n".join(lines)
+
+
 SWEEP_TAG = "scaler.sweep"
 TRIAL_TAG = "scaler.trial_id"
 KIND_TAG = "scaler.kind"
@@ -117,7 +146,12 @@ class SweepTracker:
         run = self.client.create_run(
             self.experiment_id(),
             run_name=name,
-            tags={SWEEP_TAG: name, KIND_TAG: "sweep", "scaler.spec_fingerprint": fingerprint},
+            tags={
+                SWEEP_TAG: name,
+                KIND_TAG: "sweep",
+                "scaler.spec_fingerprint": fingerprint,
+                NOTE_TAG: sweep_description(resolved_spec),
+            },
         )
         self.parent_run_id = run.info.run_id
         params = {
@@ -238,6 +272,12 @@ class SweepTracker:
             self.client.log_batch(self.parent_run_id, metrics=metrics)
         self.client.log_dict(self.parent_run_id, summary, f"laws/fit_{step:05d}.json")
         self.client.log_dict(self.parent_run_id, summary, "laws/latest.json")
+        if getattr(self, "_note_head", None) is None:  # once per process (e.g. after a resume)
+            note = self.client.get_run(self.parent_run_id).data.tags.get(NOTE_TAG, "")
+            self._note_head = note.split("\n\n**Latest laws**")[0]
+        self.client.set_tag(
+            self.parent_run_id, NOTE_TAG, self._note_head + laws_in_words(summary, step)
+        )
 
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self.parent_run_id, figure, path)

@@ -55,6 +55,9 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_every_eval_point(s
     parents = [r for r in runs if r.data.tags.get("scaler.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
     assert len(parents) == 1 and len(runs) == 51 and len(children) == 50
+    note = parents[0].data.tags["mlflow.note.content"]  # the run's description in the UI
+    assert note.startswith("Scaling sweep **oracle-test**") and "**Latest laws** (after" in note
+    assert "- data (power): a = " in note
     assert len({r.data.tags["scaler.trial_id"] for r in children}) == 50
     for r in children:
         config = json.loads(r.data.params["config"])
