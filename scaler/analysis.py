@@ -334,7 +334,7 @@ def fit_scheme(
     ident = law.identification_
     saturated, text = verdict(
         ident,
-        too_few=ident.reason is not None and "distinct" in ident.reason,
+        too_few=ident.cause == "distinct",
         gap_ci_hi=gap_ci[1],
         loss_op=loss_op,
         b_lo=law.ci_["b"][0],
@@ -446,9 +446,11 @@ def _best(law: MultiLaw, cand: _Candidates, samples: np.ndarray, feasible: np.nd
     return int(idx[np.lexsort((cand.fps[idx], cand.memory[idx]))[0]])
 
 
-def _loss_ci(law: MultiLaw, x: np.ndarray) -> tuple[float, float]:
-    _, lo, hi = law.predict_interval(x[None, :])
-    return float(lo[0]), float(hi[0])
+def _predict_one(law: MultiLaw, cand, i: int, samples: float) -> tuple[float, tuple]:
+    """Fitted loss of candidate i trained on `samples`, and its bootstrap band."""
+    x = _law_inputs(law.axes, cand.sparse[i : i + 1], cand.dense[i : i + 1], np.array([samples]))
+    pred, lo, hi = law.predict_interval(x)
+    return float(pred[0]), (float(lo[0]), float(hi[0]))
 
 
 def frontier_at(law, cand, C: float, memory_cap: float) -> int:
@@ -481,7 +483,7 @@ def build_frontier(
         if i < 0:
             raise ValueError(f"no config fits the memory cap {cap(C):.3g} bytes at C = {C:.3g}")
         d = C / cand.fps[i]
-        x = _law_inputs(law.axes, cand.sparse[i : i + 1], cand.dense[i : i + 1], np.array([d]))[0]
+        loss, band = _predict_one(law, cand, i, d)
         return FrontierRow(
             C=C,
             samples=float(d),
@@ -491,8 +493,8 @@ def build_frontier(
             dense_params=float(cand.dense[i]),
             sparse_params=float(cand.sparse[i]),
             memory_bytes=float(cand.memory[i]),
-            loss=float(law.predict(x[None, :])[0]),
-            loss_ci=_loss_ci(law, x),
+            loss=loss,
+            loss_ci=band,
             memory_cap=float(cap(C)),
         )
 
@@ -577,17 +579,15 @@ def next_10x(
     c10 = 10.0 * base.C
 
     def step(name: str, i: int, samples: float, note: str) -> NextStep:
-        x = _law_inputs(
-            law.axes, cand.sparse[i : i + 1], cand.dense[i : i + 1], np.array([samples])
-        )[0]
+        loss, band = _predict_one(law, cand, i, samples)
         return NextStep(
             spend_on=name,
             C=float(samples * cand.fps[i]),
             samples=float(samples),
             config=cand.configs[i],
             memory_bytes=float(cand.memory[i]),
-            loss=float(law.predict(x[None, :])[0]),
-            loss_ci=_loss_ci(law, x),
+            loss=loss,
+            loss_ci=band,
             note=note,
         )
 

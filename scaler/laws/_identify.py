@@ -33,6 +33,7 @@ MIN_DISTINCT_PER_TERM = 3
 class Identification(NamedTuple):
     identified: bool
     reason: str | None  # why not, in words; None when identified
+    cause: str | None = None  # which rule: "distinct" | "bound" | "ci"; None when identified
 
 
 def _terms(law) -> list[tuple[str, str, str]]:
@@ -56,15 +57,19 @@ def identify(law) -> Identification:
         for (axis, _, _), n in zip(terms, distinct, strict=True):
             if n < need:
                 return Identification(
-                    False, f"{n} distinct values of {axis}; the form needs at least {need}"
+                    False,
+                    f"{n} distinct values of {axis}; the form needs at least {need}",
+                    "distinct",
                 )
     for _axis, _coef, exp in terms:
         b = params[exp]
         if b >= hi - AT_BOUND * span:
-            return Identification(False, f"{exp} = {b:.3g} sits at its upper bound {hi:g}")
+            return Identification(False, f"{exp} = {b:.3g} sits at its upper bound {hi:g}", "bound")
         if b <= lo + AT_BOUND * span:
             return Identification(
-                False, f"{exp} = {b:.3g} sits at its lower bound {lo:g} (the term is a constant)"
+                False,
+                f"{exp} = {b:.3g} sits at its lower bound {lo:g} (the term is a constant)",
+                "bound",
             )
     ci = law.ci_ if law.bootstrap_ is not None else getattr(law, "stored_ci_", {})
     for _axis, coef, exp in terms:
@@ -75,6 +80,7 @@ def identify(law) -> Identification:
                 return Identification(
                     False,
                     f"{coef} CI [{c_lo:.3g}, {c_hi:.3g}] spans more than {DECADES:g} decades",
+                    "ci",
                 )
         if exp in ci:
             e_lo, e_hi = ci[exp]
@@ -83,5 +89,6 @@ def identify(law) -> Identification:
                     False,
                     f"{exp} CI [{e_lo:.3g}, {e_hi:.3g}] spans more than half the exponent "
                     f"range [{lo:g}, {hi:g}]",
+                    "ci",
                 )
     return Identification(True, None)
