@@ -13,28 +13,46 @@ import json
 import logging
 from pathlib import Path
 
+import yaml
+
 from scaler.secrets import redact_uri
 from scaler.spec import SpecError, SweepSpec, parse_spec
 
 log = logging.getLogger(__name__)
 
-SPEC_FILE = "scaler_spec.json"
+# The sweep's resolved spec, kept beside Tune's state in storage. Not a .json or .pkl file: Tune's
+# restore copies every such file into its staging folder and each later checkpoint copies it back,
+# overwriting it in place, so a driver killed during that copy left it empty and the sweep could not
+# be resumed (found by tests/faults/test_random_kills.py). Written atomically, read by no one else.
+SPEC_FILE = "scaler-spec.yaml"
+OLD_SPEC_FILE = "scaler_spec.json"  # where sweeps saved before the rename kept it
 CHECKPOINT_S = 1  # TUNE_GLOBAL_CHECKPOINT_S default: a killed driver loses at most ~1 s of state
 
 
 def save_spec(experiment_dir: Path, spec: SweepSpec) -> None:
+    from scaler.tune.state_backup import write_atomic
+
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    (experiment_dir / SPEC_FILE).write_text(json.dumps(spec.resolved(), indent=1, default=str))
+    resolved = json.loads(json.dumps(spec.resolved(), default=str))  # plain types only
+    text = yaml.safe_dump(resolved, sort_keys=False, width=100)
+    write_atomic(experiment_dir / SPEC_FILE, text.encode())
 
 
 def load_saved_spec(storage: Path, name: str) -> SweepSpec:
-    path = Path(storage) / name / SPEC_FILE
-    if not path.is_file():
+    folder = Path(storage) / name
+    path = next((p for p in (folder / SPEC_FILE, folder / OLD_SPEC_FILE) if p.is_file()), None)
+    if path is None:
         raise SpecError(
             f"sweep {name!r}: no saved sweep under {Path(storage).resolve()} "
-            f"(expected {path}); pass --storage where `scaler run` kept it"
+            f"(expected {folder / SPEC_FILE}); pass --storage where `scaler run` kept it"
         )
-    return parse_spec(json.loads(path.read_text()), source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())  # JSON (the old file) is YAML too
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: the saved spec cannot be read ({e})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the saved spec is empty or not a mapping")
+    return parse_spec(raw, source=str(path))
 
 
 def start_or_resume(tracker, spec: SweepSpec, *, resume: bool) -> str:

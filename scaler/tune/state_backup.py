@@ -15,6 +15,12 @@ it: it is written to storage only, and Tune's restore fetches only .json and .pk
 staging. Before `Tuner.restore`, `recover` puts the backup's four files in place of Tune's copy.
 They come from one save, the latest, so they agree with each other even where a kill left
 Tune's copy half from the checkpoint before.
+
+`tuner.pkl` is at risk too, once a sweep has been resumed: Tune's restore copies every .json and
+.pkl file of the experiment into staging, so each later upload rewrites it in place. The backup
+keeps the copy the driver started from (it never changes) and `recover` puts it back as well. For
+the same reason scaler's own files in the experiment folder are neither .json nor .pkl
+(`scaler.resume.SPEC_FILE`, `BACKUP`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ TUNE_FILES = (  # the files Tune writes at each checkpoint, by session
     "searcher-state-{}.pkl",
     "callback-states-{}.pkl",
 )
+TUNER_FILE = "tuner.pkl"  # the Tuner's settings, written once by `Tuner(...)`
 SEARCHER_FILE = re.compile(r"searcher-state-(.+)\.pkl$")  # Tune saves it under a temporary prefix
 
 
@@ -89,6 +96,7 @@ class StateBackup(Callback):
         self.experiment_dir = Path(experiment_dir)
         self.searcher = searcher
         self.others = others
+        self.tuner: bytes | None = None  # tuner.pkl as this driver found it, read at first save
 
     def get_state(self) -> None:
         saved = self.searcher.saved_to
@@ -110,6 +118,10 @@ class StateBackup(Callback):
         # what Tune's CallbackList writes to callback-states: {position: state}, this one None
         states = {i: c.get_state() for i, c in enumerate(self.others)} | {len(self.others): None}
         files[TUNE_FILES[3].format(session)] = cloudpickle.dumps(states)
+        if self.tuner is None and readable(self.experiment_dir / TUNER_FILE):
+            self.tuner = (self.experiment_dir / TUNER_FILE).read_bytes()
+        if self.tuner is not None:
+            files[TUNER_FILE] = self.tuner
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         payload = pickle.dumps({"session": session, "files": files})
         write_atomic(self.experiment_dir / BACKUP, payload)
@@ -122,7 +134,8 @@ def recover(experiment_dir: Path) -> list[str]:
     were unreadable. Raises ValueError if one is unreadable and there is no usable backup.
     """
     newest = [max(experiment_dir.glob(t.format("*")), default=None) for t in TUNE_FILES]
-    bad = [p.name for p in newest if p is not None and not readable(p)]
+    tuner = experiment_dir / TUNER_FILE
+    bad = [p.name for p in [*newest, tuner] if p is not None and p.exists() and not readable(p)]
     backup = read_state(experiment_dir / BACKUP)
     usable = isinstance(backup, dict) and "files" in backup
     # the backup is written before each upload, so it is never older than Tune's copy; a later
@@ -145,6 +158,11 @@ def recover(experiment_dir: Path) -> list[str]:
             ", ".join(bad),
             BACKUP,
             session,
+        )
+    if TUNER_FILE in bad and TUNER_FILE not in backup["files"]:
+        raise ValueError(
+            f"sweep {experiment_dir.name}: {TUNER_FILE} cannot be read and the backup of Tune's "
+            f"state ({experiment_dir / BACKUP}) has no copy of it; the sweep cannot resume"
         )
     for name, data in backup["files"].items():  # first: a kill from here on finds them again
         write_atomic(experiment_dir / name, data)

@@ -24,9 +24,9 @@ from tests.faults.helpers import (
 @pytest.mark.slow  # ~60 s each; tests/faults/test_state_backup.py covers the restore in seconds
 @pytest.mark.parametrize("truncated", [False, pytest.param(True, id="tune-state-truncated")])
 def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, truncated):
-    """truncated: the kill also caught Tune copying its state to storage (seen once under load:
-    an empty searcher-state file); here all four of Tune's state files are empty, so the resume
-    restores them from the backup (`scaler.tune.state_backup`)."""
+    """truncated: the kill also caught Tune copying its state to storage (seen under load: an
+    empty searcher-state file; after a resume, an empty spec file): here every file Tune uploads
+    is empty, and the resume restores Tune's from the backup (`scaler.tune.state_backup`)."""
     spec = write_spec(
         tmp_path / "slow.yaml",
         name="faults-driver",
@@ -43,11 +43,11 @@ def test_driver_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, trunc
     assert proc.returncode == -signal.SIGKILL
     before = scaler.trials("faults-driver", tracking_uri=uri)
     assert 3 <= len(before) < 12, "the kill must land mid-sweep"
-    if truncated:
+    if truncated:  # every file Tune's upload rewrites in place (all .json and .pkl) left empty
         experiment = storage / "faults-driver"
         states = [p for t in TUNE_FILES for p in experiment.glob(t.format("*"))]
         assert len(states) == 4
-        for path in states:
+        for path in [*experiment.glob("*.json"), *experiment.glob("*.pkl")]:
             path.write_bytes(b"")
 
     done = run(["resume", "faults-driver", "--storage", str(storage), "--bootstrap", "5"])

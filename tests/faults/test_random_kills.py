@@ -6,6 +6,7 @@ the same fitted laws, the budget spent once."""
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ from tests.faults.helpers import (
     write_spec,
 )
 
-SEED = 2111  # the kill moments' RNG (printed; rerun with another to draw other moments)
+# the kill moments' RNG (printed; SCALER_KILL_SEED=N draws other moments)
+SEED = int(os.environ.get("SCALER_KILL_SEED", "2111"))
 KILLS = 3
 EVAL_POINTS = 6
 NAME = "faults-random-kills"
@@ -80,14 +82,18 @@ class Moments:
         return changed
 
 
-def kill_at(proc, experiment: Path, moment: str, skip: int, rng: random.Random) -> float:
+def kill_at(proc, experiment: Path, moment: str, skip: int, rng: random.Random, log: Path) -> float:
     """SIGKILL the driver's process group at `moment`, after `skip` such events, once the driver
     has reported a result of its own. Returns seconds since it started; fails if it finished."""
     t0, seen = time.time(), Moments(experiment)
     deadline = t0 + 180
     running = False
     while time.time() < deadline:
-        assert proc.poll() is None, f"the sweep ended (rc {proc.returncode}) before kill {moment}"
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the sweep ended (rc {proc.returncode}) before kill {moment}; its log ends:\n"
+                + log.read_text()[-4000:]
+            )
         if not running:
             running = seen.new_row()
             seen.new_backup()
@@ -143,7 +149,7 @@ def test_random_driver_kills_leave_the_record_of_an_uninterrupted_sweep(tmp_path
     proc = start(["-v", "run", str(spec), "--storage", str(storage), "--bootstrap", "0"], log)
     for i, (moment, skip) in enumerate(zip(moments, skips, strict=True)):
         try:
-            at.append(round(kill_at(proc, experiment, moment, skip, rng), 1))
+            at.append(round(kill_at(proc, experiment, moment, skip, rng, log), 1))
         finally:
             kill_group(proc)
         assert len(scaler.trials(NAME, tracking_uri=uri)) < TRIALS, "a kill must land mid-sweep"

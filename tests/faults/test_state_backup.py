@@ -6,7 +6,9 @@ CallbackList); the end-to-end kill is `test_driver_kill[tune-state-truncated]` (
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 from ray.tune import Callback
@@ -16,7 +18,7 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from scaler.allocation import GridPolicy, Ledger
 from scaler.tune.searcher import PolicySearcher
-from scaler.tune.state_backup import BACKUP, TUNE_FILES, StateBackup, recover
+from scaler.tune.state_backup import BACKUP, TUNE_FILES, TUNER_FILE, StateBackup, recover
 from tests.test_allocation import candidates
 
 
@@ -123,3 +125,51 @@ def test_truncated_tune_state_without_a_backup_is_a_clear_error(tmp_path):
     (tmp_path / "experiment_state-2026-11-29_08-00-00.json").write_text('{"trials": ')
     with pytest.raises(ValueError, match=r"experiment_state-.*cannot be read and there is no"):
         recover(tmp_path)
+
+
+def test_tuner_pkl_truncated_after_a_resume_is_put_back(tmp_path):
+    """Once a sweep has been resumed, Tune re-uploads `tuner.pkl` (in place) at every checkpoint;
+    the backup keeps the copy the driver started from."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    original = pickle.dumps({"tuner": "settings"})
+    (storage / TUNER_FILE).write_bytes(original)
+    three_checkpoints(tmp_path)
+    (storage / TUNER_FILE).write_bytes(original[:5])  # the kill caught its upload
+    assert TUNER_FILE in recover(storage)
+    assert (storage / TUNER_FILE).read_bytes() == original
+    assert_third_checkpoint_restores(storage)
+
+
+def test_tuner_pkl_unreadable_without_a_copy_is_a_clear_error(tmp_path):
+    storage = three_checkpoints(tmp_path)  # no tuner.pkl when the backups were written
+    (storage / TUNER_FILE).write_bytes(b"\x80")
+    with pytest.raises(ValueError, match=r"tuner.pkl cannot be read and the backup"):
+        recover(storage)
+
+
+def test_tunes_restore_does_not_copy_scalers_own_files(tmp_path, ray_local):
+    """Tune's restore copies the experiment's .json and .pkl files into its staging folder and
+    every later checkpoint uploads them back in place (not atomic): a file of ours among them
+    could be left empty by a kill, as `scaler_spec.json` once was. Real Tune code, real files."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    from scaler.resume import SPEC_FILE, load_saved_spec, save_spec
+    from scaler.spec import parse_spec
+    from tests.faults.helpers import ORACLE_SPEC
+
+    context = StorageContext(storage_path=str(tmp_path / "runs"), experiment_dir_name="sweep")
+    experiment = tmp_path / "runs" / "sweep"
+    spec = parse_spec({**ORACLE_SPEC, "name": "sweep"}, source="test")
+    save_spec(experiment, spec)
+    assert load_saved_spec(tmp_path / "runs", "sweep").fingerprint() == spec.fingerprint()
+    three_checkpoints(tmp_path)  # a backup written ...
+    shutil.copy(tmp_path / "storage" / BACKUP, experiment)  # ... into this experiment
+    (experiment / TUNE_FILES[0].format(SESSION)).write_text("{}")  # and one file of Tune's
+
+    manager = _ExperimentCheckpointManager(storage=context, checkpoint_period=1)
+    manager.sync_down_experiment_state()
+    staged = {p.name for p in Path(context.experiment_driver_staging_path).iterdir()}
+    assert staged == {TUNE_FILES[0].format(SESSION)}  # Tune's file, and none of ours
+    assert {SPEC_FILE, BACKUP} <= {p.name for p in experiment.iterdir()}
