@@ -11,12 +11,22 @@ Which points each law sees:
 - ``joint``:   L(N, D) on every eval point, when the sweep varies both parameters and data.
 
 Non-finite losses and trials marked diverged or failed are excluded with a reason.
+
+While a sweep runs, the callback calls `refit_live` after each finished trial. A refit costs time
+that grows with the points (a 1,000-trial sweep has thousands), and the driver that runs it is the
+one that keeps Ray Tune's loop turning, so live refits are coalesced: one runs only while refits
+have taken at most `live_share` of the driver's time since the first point, and it includes every
+point that arrived (the newest data wins). It is warm-started from the previous laws (their
+optimum polished beside the grid's best cell, not six cells). The final refit at the end of the
+sweep is a full one, from scratch, with the bootstrap: the laws a sweep reports do not depend on
+when its live refits happened to run.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +38,7 @@ from scaler.records import EvalPoint
 log = logging.getLogger(__name__)
 
 MIN_DISTINCT = 4  # distinct x values before a one-axis law is worth fitting
+LIVE_SHARE = 0.1  # at most this share of the driver's wall time goes to live refits
 
 
 @dataclass
@@ -53,26 +64,32 @@ class FitReport:
 class OnlineFitter:
     """Collects eval points by trial and refits on demand."""
 
-    def __init__(self, *, bootstrap: int = 0, seed: int = 0):
+    def __init__(self, *, bootstrap: int = 0, seed: int = 0, live_share: float = LIVE_SHARE):
         self.bootstrap = bootstrap
         self.seed = seed
+        self.live_share = live_share
         self.rows: list[dict] = []
+        self._row_of: dict[tuple[str, float], int] = {}  # (trial id, samples) -> index in rows
         self.trial_reason: dict[str, str] = {}  # trial id -> why all its points are excluded
         self.history: list[dict] = []  # one summary per refit
+        self.latest: FitReport | None = None  # the last refit's report
+        self.coalesced = 0  # live refits not run (their points went into a later one)
+        self._started: float | None = None  # perf_counter at the first point of this process
+        self._live_seconds = 0.0  # spent in live refits by this process
 
     # --- input ----------------------------------------------------------------------------
     def add(self, trial_id: str, point: EvalPoint, group: str | None = None) -> None:
         """Record an eval point.  `group` names a tuned scale point: of the trials of a group,
         only the best (lowest loss at the group's largest sample count) feeds the laws."""
-        # a retried trial re-reports points it already reported: keep the latest
-        self.rows = [
-            r
-            for r in self.rows
-            if not (r["trial_id"] == trial_id and r["samples"] == point.samples)
-        ]
-        self.rows.append(
-            {"trial_id": trial_id, **point.to_dict(), "params": point.params, "group": group}
-        )
+        if self._started is None:
+            self._started = time.perf_counter()
+        row = {"trial_id": trial_id, **point.to_dict(), "params": point.params, "group": group}
+        key = (trial_id, float(point.samples))
+        if key in self._row_of:  # a retried trial re-reports points it already reported
+            self.rows[self._row_of[key]] = row  # keep the latest
+        else:
+            self._row_of[key] = len(self.rows)
+            self.rows.append(row)
 
     def exclude_trial(self, trial_id: str, reason: str) -> None:
         self.trial_reason[trial_id] = reason
@@ -110,7 +127,19 @@ class OnlineFitter:
         return ""
 
     # --- fitting --------------------------------------------------------------------------
-    def refit(self, bootstrap: int | None = None) -> FitReport:
+    def refit_live(self) -> FitReport | None:
+        """A warm-started refit, or None when refits have already taken `live_share` of the
+        driver's time since the first point (the next one will include these points)."""
+        now = time.perf_counter()
+        if self._live_seconds > self.live_share * (now - (self._started or now)):
+            self.coalesced += 1
+            return None
+        report = self.refit(bootstrap=0, warm=True)
+        self._live_seconds += time.perf_counter() - now
+        return report
+
+    def refit(self, bootstrap: int | None = None, *, warm: bool = False) -> FitReport:
+        """Fit every law on the points so far (from scratch unless `warm`: see the module)."""
         df = self.frame()
         report = FitReport(n_points=len(df), n_excluded=int((df["excluded"] != "").sum()))
         spreads = self.spreads()
@@ -123,14 +152,16 @@ class OnlineFitter:
             if isinstance(x, str):
                 report.skipped[name] = x
                 continue
+            previous = self.latest.laws.get(name) if warm and self.latest else None
             try:
-                law.fit(x, y)
+                law.fit(x, y, warm_start=previous)
                 if n_boot:
                     law.bootstrap(n_boot, seed=self.seed)
                 report.laws[name] = law
             except ValueError as exc:
                 report.skipped[name] = str(exc)
         self.history.append(report.summary())
+        self.latest = report
         for name, why in report.skipped.items():
             log.debug("law %s not fitted: %s", name, why)
         return report
@@ -191,6 +222,7 @@ class OnlineFitter:
 
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
+        self._row_of = {(r["trial_id"], float(r["samples"])): i for i, r in enumerate(self.rows)}
         self.trial_reason = dict(state["trial_reason"])
         self.history = list(state["history"])
 

@@ -33,6 +33,8 @@ from scaler.tune.trainable import run_trial
 
 log = logging.getLogger(__name__)
 
+POINT_BATCH_S = 2.0  # a trial's eval points wait up to this long to reach MLflow in one write
+
 DEFAULT_STORAGE = "scaler_runs"
 
 
@@ -166,6 +168,7 @@ def run_sweep(
         progress=progress,
         ledger_of=lambda: searcher.ledger,
         allocation_of=searcher.allocation_record,
+        batch_s=POINT_BATCH_S,
     )
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     trainable = tune.with_resources(

@@ -98,6 +98,8 @@ class SweepTracker:
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.parent_run_id: str | None = None
+        self.sweep_name: str | None = None
+        self.created_parent = False  # set by start_sweep: this process created the sweep's run
         self._client: MlflowClient | None = None
 
     @property
@@ -139,6 +141,8 @@ class SweepTracker:
 
     def start_sweep(self, name: str, resolved_spec: dict, fingerprint: str) -> str:
         existing = self.find_sweep(name)
+        self.sweep_name = name
+        self.created_parent = existing is None  # no run of the sweep predates this process
         if existing is not None:
             self.parent_run_id = existing.info.run_id
             self.client.update_run(self.parent_run_id, RunStatus.to_string(RunStatus.RUNNING))
@@ -168,7 +172,12 @@ class SweepTracker:
 
     # --- trials (child runs) --------------------------------------------------------------
     def trial_run(self, trial_id: str, config: dict) -> tuple[str, dict[int, dict[str, float]]]:
-        """The trial's run (found or created) and the points it already holds (`logged_points`)."""
+        """The trial's run (found or created) and the points it already holds (`logged_points`).
+
+        In a sweep this process started, no run can exist yet for a trial it starts: the searches
+        below (whose cost grows with the sweep's runs) are for resumed sweeps only."""
+        if self.created_parent:
+            return self._new_trial_run(trial_id, config), {}
         runs = self.client.search_runs(
             [self.experiment_id()],
             filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
@@ -195,6 +204,9 @@ class SweepTracker:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
             return run_id, self.logged_points(run_id)
+        return self._new_trial_run(trial_id, config), {}
+
+    def _new_trial_run(self, trial_id: str, config: dict) -> str:
         run = self.client.create_run(
             self.experiment_id(),
             run_name=f"trial-{trial_id}",
@@ -209,7 +221,7 @@ class SweepTracker:
         params = {k: str(v) for k, v in flatten(config).items()}
         params["config"] = json.dumps(config, sort_keys=True)
         self._log_params(run.info.run_id, params)
-        return run.info.run_id, {}
+        return run.info.run_id
 
     def logged_points(self, run_id: str) -> dict[int, dict[str, float]]:
         """The eval points a run holds in MLflow: step -> its outcome metrics (`OUTCOME_METRICS`).
@@ -254,9 +266,8 @@ class SweepTracker:
             self.client.log_batch(run_id, metrics=metrics[i : i + 900])
 
     def end_trial(self, run_id: str, status: str, reason: str | None = None) -> None:
-        if reason:
-            self.client.set_tag(run_id, "scaler.excluded", reason[:5000])
-        self.client.set_tag(run_id, "scaler.status", status)
+        tags = {"scaler.status": status} | ({"scaler.excluded": reason[:5000]} if reason else {})
+        self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
 
     # --- laws (on the parent) -------------------------------------------------------------
@@ -306,6 +317,8 @@ class SweepTracker:
 
     # --- helpers --------------------------------------------------------------------------
     def _sweep_name(self) -> str:
+        if self.sweep_name:
+            return self.sweep_name
         return self.client.get_run(self.parent_run_id).data.tags.get(SWEEP_TAG, "")
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """The online fitter on points drawn from a known law (no Ray, no MLflow)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -72,3 +73,39 @@ def test_readding_a_point_replaces_it():
     n = len(fitter.frame())
     feed(fitter, [1e5])
     assert len(fitter.frame()) == n
+
+
+def test_live_refits_are_coalesced_warm_and_leave_the_final_fit_unchanged():
+    """Live refits are skipped while refits have taken more than `live_share` of the time; a
+    warm-started refit lands on the cold fit's optimum; the final (cold) fit does not depend on
+    which live refits ran."""
+    fitter = OnlineFitter(live_share=0.0)  # every live refit after the first is coalesced
+    feed(fitter, np.geomspace(1e5, 1e8, 4))
+    first = fitter.refit_live()
+    assert first is not None and fitter.latest is first
+    feed(fitter, np.geomspace(1e5, 1e8, 6))  # more points arrive: this refit waits
+    assert fitter.refit_live() is None and fitter.coalesced == 1 and fitter.latest is first
+
+    warm = fitter.refit(warm=True)
+    cold = OnlineFitter()
+    feed(cold, np.geomspace(1e5, 1e8, 6))
+    reference = cold.refit()
+    for name, law in reference.laws.items():
+        np.testing.assert_allclose(warm.laws[name].theta_, law.theta_, rtol=1e-3, atol=1e-6)
+    final = fitter.refit()  # from scratch, as at the end of a sweep
+    for name, law in reference.laws.items():
+        np.testing.assert_allclose(final.laws[name].theta_, law.theta_, rtol=1e-9)
+
+
+def test_a_re_reported_point_replaces_the_first_in_place():
+    fitter = OnlineFitter()
+    feed(fitter, [1e6, 1e7])
+    rows = len(fitter.rows)
+    (p, *_) = oracle_points(ORACLE, 1e6, 10**7, eval_schedule(10**7, 6), seed=0)
+    fitter.add("t0", dataclasses.replace(p, loss=9.0))  # a retried trial re-reports it
+    assert len(fitter.rows) == rows and fitter.rows[0]["loss"] == 9.0
+    restored = OnlineFitter()
+    restored.load_state_dict(fitter.state_dict())  # the index is rebuilt after a resume
+    restored.add("t9", dataclasses.replace(p, loss=8.0))  # a new trial's point: appended
+    restored.add("t0", dataclasses.replace(p, loss=7.0))
+    assert len(restored.rows) == rows + 1 and restored.rows[0]["loss"] == 7.0

@@ -146,3 +146,16 @@ def test_backtest_exposes_a_wrong_law():
     y = y.copy()
     y[-5:] *= np.linspace(1.05, 1.25, 5)
     assert backtest(PowerLaw(), x, y, holdout=0.2).mape > 0.05
+
+
+def test_warm_start_reaches_the_cold_optimum_and_checks_its_form(form):
+    cls, data = form
+    X, y = data()
+    cold = cls().fit(X, y)
+    half = cls().fit(X[::2], y[::2])  # the last refit, on fewer points
+    warm = cls().fit(X, y, warm_start=half)
+    np.testing.assert_allclose(warm.theta_, cold.theta_, rtol=1e-3, atol=1e-6)
+    other = JointLaw if cls is PowerLaw else PowerLaw
+    Xo, yo = FORMS["joint" if cls is PowerLaw else "power"][1]()
+    with pytest.raises(ValueError, match=r"warm_start: a \w+Law with \d parameters"):
+        cls().fit(X, y, warm_start=other().fit(Xo, yo))

@@ -103,6 +103,7 @@ class SweepCallback(Callback):
         progress: Callable[[dict], None] | None = None,
         ledger_of: Callable[[], object] | None = None,
         allocation_of: Callable[[], dict] | None = None,
+        batch_s: float = 0.0,
     ):
         self.tracker = tracker
         self.fitter = fitter
@@ -122,13 +123,19 @@ class SweepCallback(Callback):
         self.reached: dict[str, int] = {}  # trial id -> largest samples reported (driver-side)
         # every MLflow write goes through the outbox: buffered and retried while the server is down
         self.outbox = Outbox(self._deliver)
+        # a trial's points wait up to `batch_s` to go to MLflow together, in one write: they are
+        # handed to the outbox when the trial ends, when Tune saves this callback's state, or when
+        # the oldest has waited `batch_s` (0: each point as it arrives)
+        self.batch_s = batch_s
+        self.batches: dict[str, dict] = {}  # trial id -> {config, points, ts, since}
 
     # --- MLflow delivery (events are plain data, so undelivered ones are saved with the state) ---
     def _deliver(self, kind: str, e: dict) -> None:
         if kind == "start":
             self._run_id(e["trial_id"], e["config"])
-        elif kind == "points":
-            self._log_point(e["trial_id"], e["config"], EvalPoint(**e["point"]), e["ts"])
+        elif kind == "points":  # "point": one point, as saved by an older scaler
+            points = [EvalPoint(**p) for p in e.get("points") or [e["point"]]]
+            self._log_points(e["trial_id"], e["config"], points, e["ts"])
         elif kind == "end_trial":
             run_id = self._run_id(e["trial_id"], e["config"])
             self.tracker.end_trial(run_id, e["status"], e["reason"])
@@ -160,36 +167,56 @@ class SweepCallback(Callback):
         self.known_runs.add(self.runs[trial_id])
         return self.runs[trial_id]
 
-    def _log_point(self, trial_id: str, config: dict, point: EvalPoint, ts: int) -> None:
+    def _log_points(self, trial_id: str, config: dict, points: list[EvalPoint], ts: int) -> None:
+        """The points MLflow does not hold yet, in one write; the others are re-reports."""
         run_id = self._run_id(trial_id, config)
-        step = int(point.samples)
-        if step in self.logged[trial_id]:  # re-reported: keep the first, note a difference
-            entry = rereported_mismatch(step, self.values[trial_id].get(step, {}), point)
-            if entry is not None:
-                log.warning(
-                    "trial %s re-reported step %d with other values %s; kept the first (%s tag)",
-                    trial_id,
-                    step,
-                    entry["rereported"],
-                    MISMATCH_TAG,
-                )
-                self.tracker.note_rereported(run_id, entry)
-                self._keep_first(trial_id, point, entry["logged"])
-            else:
-                log.info(
-                    "trial %s re-reported step %d, already in MLflow: not logged again",
-                    trial_id,
-                    step,
-                )
+        new: dict[int, EvalPoint] = {}
+        for point in points:
+            step = int(point.samples)
+            if step in self.logged[trial_id]:  # re-reported: keep the first, note a difference
+                self._rereported(trial_id, run_id, step, point)
+            elif step not in new:
+                new[step] = point
+        if not new:
             return
         try:
-            self.tracker.log_points(run_id, [point], ts)
+            self.tracker.log_points(run_id, list(new.values()), ts)
         except Exception:
             # the write may have landed with its reply lost: read the run back before retrying
             self.known_runs.discard(run_id)
             raise
-        self.logged[trial_id].add(step)
-        self.values[trial_id][step] = {k: float(getattr(point, k)) for k in OUTCOME_METRICS}
+        for step, point in new.items():
+            self.logged[trial_id].add(step)
+            self.values[trial_id][step] = {k: float(getattr(point, k)) for k in OUTCOME_METRICS}
+
+    def _rereported(self, trial_id: str, run_id: str, step: int, point: EvalPoint) -> None:
+        entry = rereported_mismatch(step, self.values[trial_id].get(step, {}), point)
+        if entry is not None:
+            log.warning(
+                "trial %s re-reported step %d with other values %s; kept the first (%s tag)",
+                trial_id,
+                step,
+                entry["rereported"],
+                MISMATCH_TAG,
+            )
+            self.tracker.note_rereported(run_id, entry)
+            self._keep_first(trial_id, point, entry["logged"])
+        else:
+            log.info(
+                "trial %s re-reported step %d, already in MLflow: not logged again", trial_id, step
+            )
+
+    def _send_points(self, trial_id: str | None = None, *, due_only: bool = False) -> None:
+        """Hand batched points to the outbox: one trial's, or every trial's (`due_only`: those
+        whose oldest point has waited `batch_s`)."""
+        now = time.monotonic()
+        for tid in [trial_id] if trial_id is not None else list(self.batches):
+            batch = self.batches.get(tid)
+            if batch is None or (due_only and now - batch["since"] < self.batch_s):
+                continue
+            del self.batches[tid]
+            event = {"trial_id": tid, "config": batch["config"], "points": batch["points"]}
+            self.outbox.submit("points", {**event, "ts": batch["ts"]})
 
     def _keep_first(self, trial_id: str, point: EvalPoint, first: dict[str, float]) -> None:
         """The fit uses the point MLflow holds, not the re-reported one `on_trial_result` gave it."""
@@ -207,15 +234,12 @@ class SweepCallback(Callback):
             return
         self.fitter.add(trial.trial_id, point, group=trial.config.get("point"))
         self.reached[trial.trial_id] = max(self.reached.get(trial.trial_id, 0), int(point.samples))
-        self.outbox.submit(
-            "points",
-            {
-                "trial_id": trial.trial_id,
-                "config": trial.config,
-                "point": point.to_dict(),
-                "ts": int(time.time() * 1000),
-            },
+        batch = self.batches.setdefault(
+            trial.trial_id, {"config": trial.config, "points": [], "since": time.monotonic()}
         )
+        batch["points"].append(point.to_dict())
+        batch["ts"] = int(time.time() * 1000)
+        self._send_points(due_only=True)
         reason = result.get("diverged_reason") or (
             f"diverged: loss {point.loss} at {point.samples} samples" if point.diverged else ""
         )
@@ -229,11 +253,13 @@ class SweepCallback(Callback):
         status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
         self._end_trial(trial, status, reason)
         self.completed += 1
-        report = self.fitter.refit()
-        now = int(time.time() * 1000)
-        self.outbox.submit("fit", {"summary": report.summary(), "step": self.completed, "ts": now})
-        self._log_allocation(now)
-        self._show(trials, trial, report)
+        report = self.fitter.refit_live()  # None: coalesced into a later refit (scaler.fitter)
+        if report is not None:
+            now = int(time.time() * 1000)
+            summary = report.summary()
+            self.outbox.submit("fit", {"summary": summary, "step": self.completed, "ts": now})
+            self._log_allocation(now)
+        self._show(trials, trial, self.fitter.latest)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = f"failed: {_error_line(trial)}"
@@ -243,6 +269,7 @@ class SweepCallback(Callback):
         self._show(trials, trial, None)
 
     def on_experiment_end(self, trials, **info):
+        self._send_points()
         report = self.fitter.refit(bootstrap=self.final_bootstrap)
         self.final_report = report
         now = int(time.time() * 1000)
@@ -276,6 +303,7 @@ class SweepCallback(Callback):
         self.outbox.submit("allocation", {"record": record, "step": self.completed, "ts": now})
 
     def _end_trial(self, trial, status: str, reason: str | None) -> None:
+        self._send_points(trial.trial_id)  # its points before its end
         event = {"trial_id": trial.trial_id, "config": trial.config}
         self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
 
@@ -310,6 +338,9 @@ class SweepCallback(Callback):
 
     # --- state ----------------------------------------------------------------------------
     def get_state(self) -> dict:
+        # the points Tune has checkpointed trials past are in the outbox (and so in this state)
+        # or already in MLflow: none is held only in this process's memory
+        self._send_points()
         return {
             "fitter": self.fitter.state_dict(),
             "runs": dict(self.runs),

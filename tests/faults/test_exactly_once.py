@@ -169,3 +169,30 @@ def test_duplicate_check_fails_on_a_repeated_step(uri):
     callback.tracker.log_points(run_id, [point(STEPS[0])], 2)  # behind the callback's back
     with pytest.raises(AssertionError, match=r"loss: steps \[1000\] logged more than once"):
         assert_no_duplicate_points(MlflowClient(uri), [run_id])
+
+
+def test_batched_points_go_in_one_write_and_are_never_only_in_memory_at_a_checkpoint(uri):
+    """A live sweep batches a trial's points (`batch_s`): they reach MLflow together when the
+    trial ends, and Tune's checkpoint (`get_state`) never saves a state whose points are held
+    only in this process: they are in MLflow, or in the saved outbox."""
+
+    class Counting(SweepTracker):
+        writes = 0
+
+        def log_points(self, run_id, points, timestamp_ms):
+            self.writes += 1
+            super().log_points(run_id, points, timestamp_ms)
+
+    callback = SweepCallback(Counting(uri, "exactly-once"), OnlineFitter(), batch_s=60.0)
+    callback.tracker.start_sweep("sweep", {}, "fingerprint")
+    callback.on_trial_start(0, [], TRIAL)
+    report(callback, *STEPS[:2])
+    run_id = callback.runs[TRIAL.trial_id]
+    assert history(uri, run_id) == [] and callback.tracker.writes == 0  # waiting: batched
+    state = callback.get_state()  # a checkpoint: the batch goes out first
+    assert [s for s, _ in history(uri, run_id)] == STEPS[:2] and callback.tracker.writes == 1
+    assert state["outbox"] == [] and callback.batches == {}
+    report(callback, *STEPS[2:])
+    callback.on_trial_complete(0, [], TRIAL)
+    assert [s for s, _ in history(uri, run_id)] == STEPS and callback.tracker.writes == 2
+    assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == len(STEPS)

@@ -1,0 +1,182 @@
+"""Does the driver keep pace as a sweep grows? scaler beside bare Ray Tune, same trials.
+
+Both run the same oracle trial function (`scaler.tune.trainable.run_trial`: the law's points,
+no training) over the same grid of model sizes x sample budgets, at the same concurrency and
+CPUs per trial, on one local Ray started once for both. Bare Tune is a plain `Tuner` over
+`tune.grid_search`, with no callbacks of ours; scaler is `run_sweep` (searcher, stopper, the
+MLflow callback with its refits, the state backup). For each, the completion time of every trial
+is recorded and the benchmark prints seconds per 100 trials along the sweep, then:
+
+- flatness: the last 100 trials' time / trials 100-200's (goal <= 1.3x);
+- throughput: scaler's trials per second / bare Tune's (goal >= 1.0x);
+- `scaler.trials` + `scaler.points` (what `scaler query` reads) and the report's analysis on the
+  finished sweep, in seconds (goals: < 10 s and < 60 s at 1,000 trials).
+
+Run:  .venv/bin/python benchmarks/bench_sweep_scale.py [--trials 100 1000] [--concurrency 8]
+(`make bench` adds 10,000.)  Order alternates per size so neither side always runs on a warm
+machine; the machine is shared, so compare the ratios, not the seconds, with other runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import itertools
+
+import ray
+from ray import tune
+
+from scaler.spec import parse_spec
+
+GRID = {100: (10, 10), 1000: (40, 25), 10_000: (100, 100)}  # trials -> (sizes, budgets)
+
+
+def spec_for(trials: int, concurrency: int, name: str):
+    sizes, budgets = GRID.get(trials) or (math.isqrt(trials), math.isqrt(trials))
+    return parse_spec(
+        {
+            "name": name,
+            "backend": "oracle",
+            "seed": 0,
+            "oracle": {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}},
+            "trial": {"eval_points": 4},
+            "axes": {
+                "params": {"n_params": {"low": 1.0e5, "high": 1.0e9, "num": sizes}},
+                "data": {"low": 1.0e5, "high": 1.0e9, "num": budgets},
+            },
+            "budget": {"trials": sizes * budgets},
+            "policy": {"name": "grid"},
+            "resources": {"cpus_per_trial": 0.25, "concurrency": concurrency},
+            "tracking": {"experiment": name},
+        },
+        source="bench",
+    )
+
+
+class Clock(tune.Callback):
+    """Wall time at each trial's completion (the only thing bare Tune gets from us)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.done: list[float] = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done.append(time.perf_counter() - self.t0)
+
+
+def run_bare(spec, storage: Path) -> list[float]:
+    from scaler.tune.trainable import run_trial
+
+    sizes = sorted({c.config()["params"]["n_params"] for c in candidates(spec)})
+    budgets = sorted({c.config()["samples"] for c in candidates(spec)})
+    clock = Clock()
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec_json=spec.resolved()),
+        {"cpu": spec.resources.cpus_per_trial},
+    )
+    tune.Tuner(
+        trainable,
+        param_space={
+            "params": {"n_params": tune.grid_search(sizes)},
+            "samples": tune.grid_search(budgets),
+        },
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=spec.resources.concurrency, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=str(storage), callbacks=[clock], verbose=0
+        ),
+    ).fit()
+    return clock.done
+
+
+def candidates(spec):
+    from scaler.sweep import make_searcher
+
+    return make_searcher(spec).policy.candidates
+
+
+def run_scaler(spec, storage: Path) -> tuple[list[float], str]:
+    from scaler.sweep import run_sweep
+
+    t0, done = time.perf_counter(), []
+    result = run_sweep(
+        spec,
+        storage=storage,
+        final_bootstrap=0,
+        progress=lambda p: done.append(time.perf_counter() - t0),
+    )
+    assert result.trials == spec.budget.trials, (result.trials, spec.budget.trials)
+    return done, result.tracking_uri
+
+
+def per_hundred(done: list[float]) -> list[float]:
+    marks = [0.0, *done[99::100]]
+    return [b - a for a, b in itertools.pairwise(marks)]
+
+
+def query_and_report(spec, uri: str, out: Path) -> tuple[float, float]:
+    """Seconds for what `scaler query` reads, and for `scaler report` (its default bootstrap,
+    the plots and the markdown; nothing logged back)."""
+    import scaler
+    from scaler.report import write_report
+
+    t0 = time.perf_counter()
+    trials = scaler.trials(spec.name, tracking_uri=uri)
+    scaler.points(spec.name, tracking_uri=uri)
+    t1 = time.perf_counter()
+    assert len(trials) == spec.budget.trials
+    write_report(spec.name, out, uri, log_to_mlflow=False)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for i, n in enumerate(args.trials):
+            spec = spec_for(n, args.concurrency, f"scale-{n}")
+            storage = Path(tmp) / str(n)
+            order = ["bare", "scaler"] if i % 2 == 0 else ["scaler", "bare"]
+            times, uri = {}, None
+            for side in order:
+                if side == "bare":
+                    times["bare"] = run_bare(spec, storage / "bare")
+                else:
+                    times["scaler"], uri = run_scaler(spec, storage / "scaler")
+                print(f"{n} trials, {side}: {times[side][-1]:.0f} s", flush=True)
+            q, r = query_and_report(spec, uri, storage / "report")
+            rows.append((n, times, q, r))
+
+    print(f"\nconcurrency {args.concurrency}, 0.25 CPU per trial, {os.cpu_count()} cores")
+    for n, times, q, r in rows:
+        print(f"\n{n} trials: seconds per 100 trials, in completion order")
+        for side in ("bare", "scaler"):
+            print(f"  {side:7s}", " ".join(f"{s:6.1f}" for s in per_hundred(times[side])))
+        sc = per_hundred(times["scaler"])
+        flat = sc[-1] / sc[1] if len(sc) >= 3 else float("nan")
+        throughput = times["bare"][-1] / times["scaler"][-1]
+        print(
+            f"  scaler: last 100 / trials 100-200 = {flat:.2f}x (goal <= 1.3x); "
+            f"throughput vs bare Tune = {throughput:.2f}x (goal >= 1.0x); "
+            f"median s/100: bare {statistics.median(per_hundred(times['bare'])):.1f}, "
+            f"scaler {statistics.median(sc):.1f}"
+        )
+        print(f"  query (trials + points) {q:.1f} s (goal < 10 s); report analysis {r:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
