@@ -37,11 +37,16 @@ _EVAL_CHUNK = 8192
 
 
 def data_stream(data):
-    """The trial's data: the synthetic generator, or Criteo files (same interface)."""
+    """The trial's data: the synthetic generator, Criteo TSV files, or prepared Criteo days
+    (same interface)."""
     if data.kind == "criteo":
         from scaler.data.criteo_stream import CriteoStream
 
         return CriteoStream(data)
+    if data.kind == "criteo_binary":
+        from scaler.data.criteo_binary import CriteoBinaryStream
+
+        return CriteoBinaryStream(data)
     return synthetic_ctr(data)
 
 
