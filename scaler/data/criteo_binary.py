@@ -443,7 +443,10 @@ class CriteoBinaryDataConfig(BaseModel):
         overlap = sorted(d for d in self.eval_days if first <= d <= last)
         if overlap:
             raise ValueError(f"eval_days {overlap} are inside train_days [{first}, {last}]")
-        manifest = read_manifest(self.path)
+        try:
+            manifest = read_manifest(self.path)
+        except FileNotFoundError as e:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(f"path: {e}") from None
         for day in (*range(first, last + 1), *self.eval_days):
             self._rows[day] = check_day(self.path, manifest, day)
         held_out = sum(self._rows[d] for d in self.eval_days)
