@@ -377,9 +377,13 @@ def prepare_criteo(
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     todo = [p for d, p in sorted(by_day.items()) if not _is_done(out_dir, manifest, d, p)]
     for day in sorted(set(by_day) - {day_of(p) for p in todo}):
-        report(
-            f"prepare-criteo: day {day} already prepared ({manifest['days'][str(day)]['rows']:,} rows), skipped"
-        )
+        rows = manifest["days"][str(day)]["rows"]
+        report(f"prepare-criteo: day {day} already prepared ({rows:,} rows), skipped")
+    for path in todo:  # a day being redone is not done until its new files are complete
+        entry = manifest["days"].get(str(day_of(path)))
+        if entry is not None:
+            entry["done"] = False
+    _write_json(out_dir / MANIFEST, manifest)
     progress = _Progress(out_dir, {day_of(p): estimate_rows(p) for p in todo})
     if todo:
         runner = _run_ray(todo, out_dir) if use_ray else _run_local(todo, out_dir, workers)
@@ -387,16 +391,7 @@ def prepare_criteo(
         try:
             while busy():
                 for r in wait(interval):
-                    manifest["days"][str(r.day)] = {**asdict(r), "done": True}
-                    manifest["days"][str(r.day)].pop("day")
-                    _write_json(out_dir / MANIFEST, manifest)
-                    summary[str(r.day)] = {
-                        "source": r.source["path"],
-                        "lines": r.lines,
-                        "malformed": r.malformed,
-                        "examples": r.examples,
-                    }
-                    _write_json(summary_path, summary)
+                    _record(out_dir, manifest, summary, r)
                     progress.done[r.day] = progress.expected[r.day] = r.rows
                     bad = sum(r.malformed.values())
                     report(
@@ -406,10 +401,23 @@ def prepare_criteo(
                 report(progress.line())
         finally:
             close()
-    _write_json(out_dir / MANIFEST, manifest)
     if not summary_path.exists():
         _write_json(summary_path, summary)
     return manifest
+
+
+def _record(out_dir: Path, manifest: dict, summary: dict, r: DayResult) -> None:
+    """A finished day into the manifest (now marked done) and the malformed-line summary."""
+    entry = {k: v for k, v in asdict(r).items() if k != "day"}
+    manifest["days"][str(r.day)] = {**entry, "done": True}
+    _write_json(out_dir / MANIFEST, manifest)
+    summary[str(r.day)] = {
+        "source": r.source["path"],
+        "lines": r.lines,
+        "malformed": r.malformed,
+        "examples": r.examples,
+    }
+    _write_json(out_dir / MALFORMED_SUMMARY, summary)
 
 
 # ----------------------------------------------------------------------------------- reading
