@@ -180,6 +180,15 @@ for _text in CLUSTER_ONLY:
     )
 
 
+PREPARE_CRITEO = "scaler data prepare-criteo criteo/raw/day_*.gz --out criteo/binary --workers 8"
+COMMANDS[("README.md", PREPARE_CRITEO)] = (
+    VALIDATED,
+    "test_prepare_criteo_command_is_valid: it parses and search_spaces/criteo_binary.yaml reads "
+    "its --out (not run: needs the Criteo 1TB day files; tests/test_criteo_binary.py runs the "
+    "same command on generated days)",
+)
+
+
 def doc_command(doc: str, text: str) -> Command:
     """The documented command with this exact text (the test fails if the docs lost it)."""
     (found,) = [c for c in documented_commands() if (c.doc, c.text) == (doc, text)]
@@ -274,6 +283,25 @@ def test_synopses_name_real_subcommands_and_flags():
             shown = words[i + 1].strip("[]") if i + 1 < len(words) else ""
             if choices and "|" in shown:
                 assert set(shown.split("|")) <= set(choices), (text, choices)
+
+
+def test_prepare_criteo_command_is_valid():
+    from scaler.cli import build_parser
+    from scaler.spec import SpecError, load_spec
+
+    doc_command("README.md", PREPARE_CRITEO)
+    args = build_parser().parse_args(shlex.split(PREPARE_CRITEO)[1:])
+    assert (args.command, args.action, args.out, args.workers) == (
+        "data",
+        "prepare-criteo",
+        "criteo/binary",
+        8,
+    )
+    spec = yaml.safe_load((ROOT / "search_spaces" / "criteo_binary.yaml").read_text())
+    assert spec["dlrm"]["data"]["path"] == args.out
+    # without the prepared days, the spec's only fault is the missing manifest
+    with pytest.raises(SpecError, match=r"dlrm.data.criteo_binary: .*manifest.json does not exist"):
+        load_spec(ROOT / "search_spaces" / "criteo_binary.yaml")
 
 
 def _make_dry_run(*args: str) -> str:

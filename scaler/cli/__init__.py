@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from scaler.cli import fit, query, replay, report, resume, run, submit, ui
+from scaler.cli import data, fit, query, replay, report, resume, run, submit, ui
 
 
 class UsageError(Exception):
@@ -22,6 +22,7 @@ COMMANDS = {
     "ui": ui,
     "report": report,
     "replay": replay,
+    "data": data,
 }
 
 

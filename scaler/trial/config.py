@@ -7,6 +7,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from scaler.data.criteo_binary import CriteoBinaryDataConfig
 from scaler.data.criteo_stream import CriteoDataConfig
 from scaler.data.synthetic import SyntheticConfig
 from scaler.model.accounting import model_cost
@@ -73,7 +74,9 @@ def _data_kind(value) -> str:
 
 
 DataConfig = Annotated[
-    Annotated[SyntheticConfig, Tag("synthetic")] | Annotated[CriteoDataConfig, Tag("criteo")],
+    Annotated[SyntheticConfig, Tag("synthetic")]
+    | Annotated[CriteoDataConfig, Tag("criteo")]
+    | Annotated[CriteoBinaryDataConfig, Tag("criteo_binary")],
     Discriminator(_data_kind),
 ]
 
@@ -95,6 +98,14 @@ class DLRMTrialConfig(BaseModel):
                 f"model.num_embeddings has {len(rows)} entries, but data.features has "
                 f"{self.data.num_sparse}"
             )
+        if self.data.kind == "criteo_binary":  # unique samples: the budget must fit the rows
+            limit = self.data.epochs * self.data.train_rows
+            if self.train.samples > limit:
+                raise ValueError(
+                    f"train.samples is {self.train.samples}, but must be <= {limit}: data.epochs "
+                    f"({self.data.epochs}) x the {self.data.train_rows} rows of data.train_days "
+                    f"{list(self.data.train_days)}"
+                )
         return self
 
     def table_rows(self) -> list[int]:

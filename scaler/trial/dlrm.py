@@ -37,11 +37,16 @@ _EVAL_CHUNK = 8192
 
 
 def data_stream(data):
-    """The trial's data: the synthetic generator, or Criteo files (same interface)."""
+    """The trial's data: the synthetic generator, Criteo TSV files, or prepared Criteo days
+    (same interface)."""
     if data.kind == "criteo":
         from scaler.data.criteo_stream import CriteoStream
 
         return CriteoStream(data)
+    if data.kind == "criteo_binary":
+        from scaler.data.criteo_binary import CriteoBinaryStream
+
+        return CriteoBinaryStream(data)
     return synthetic_ctr(data)
 
 
@@ -179,6 +184,7 @@ class DLRMTrial:
                 "dense_optimizer": self.optimizer.state_dict(),
                 "sparse_optimizer": self.model.sparse_optimizer().state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                **rows_read_entry([getattr(self.data, "rows_read", None)]),
             }
         )
 
@@ -199,6 +205,23 @@ class DLRMTrial:
         self.samples = int(state["samples"])
         self.wall_seconds = float(state["wall_seconds"])
         torch.set_rng_state(state["torch_rng"])
+        restore_rows_read(self.data, state, rank=0, world_size=1)
+
+
+def rows_read_entry(per_rank: list[list[tuple[int, int]] | None]) -> dict[str, Any]:
+    """The checkpoint's record of which train positions each rank read ([start, stop) lists), for
+    data that keeps one (prepared Criteo days): an audit of the data axis, not needed to resume
+    (the position is `samples`)."""
+    if any(r is None for r in per_rank):
+        return {}
+    return {"rows_read": [[list(r) for r in rank] for rank in per_rank]}
+
+
+def restore_rows_read(data, state: dict[str, Any], rank: int, world_size: int) -> None:
+    """A resumed rank continues its predecessor's record (when the world size is the same)."""
+    saved = state.get("rows_read")
+    if saved is not None and hasattr(data, "rows_read") and len(saved) == world_size:
+        data.rows_read = [tuple(r) for r in saved[rank]]
 
 
 def train(config: DLRMTrialConfig, checkpoint: dict[str, Any] | None = None) -> Iterator[EvalPoint]:

@@ -50,7 +50,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from scaler.data.synthetic import TRAIN
 from scaler.records import EvalPoint
 from scaler.trial.config import DLRMTrialConfig
-from scaler.trial.dlrm import CHECKPOINT_VERSION, DLRMTrial
+from scaler.trial.dlrm import CHECKPOINT_VERSION, DLRMTrial, restore_rows_read, rows_read_entry
 from scaler.trial.metrics import log_loss, normalized_entropy, roc_auc
 
 logger = logging.getLogger(__name__)
@@ -321,6 +321,8 @@ class ShardedDLRMTrial:
         fused = self.model.fused_optimizer.state_dict()["state"]
         flat = {f"{p}{_SEP}{k}": v for p, entry in fused.items() for k, v in entry.items()}
         sparse = gather_full(flat, self.rank, self.group)
+        rows_read = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(getattr(self.base.data, "rows_read", None), rows_read, 0, self.group)
         if self.rank != 0:
             return None
         sparse_state: dict[str, dict[str, torch.Tensor]] = {}
@@ -337,6 +339,7 @@ class ShardedDLRMTrial:
             "dense_optimizer": self.optimizer.state_dict(),
             "sparse_optimizer": {"state": sparse_state},
             "torch_rng": torch.get_rng_state(),
+            **rows_read_entry(rows_read),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -361,6 +364,7 @@ class ShardedDLRMTrial:
         self.device_seconds = float(state.get("device_seconds", self.wall_seconds))
         self.rank_seconds = self.device_seconds / self.world_size
         torch.set_rng_state(state["torch_rng"])
+        restore_rows_read(self.base.data, state, self.rank, self.world_size)
 
     def _load_model(self, full: dict[str, torch.Tensor]) -> None:
         live = self.model.state_dict()
