@@ -52,8 +52,12 @@ test: lint
 test-all: lint
 	$(VENV)/bin/pytest -q
 
+# The fit and loader benchmarks take minutes; the sweep-scale one with 10,000 trials takes hours on
+# 2 cores (`benchmarks/bench_sweep_scale.py --trials 100 1000` is the ~45-minute version).
 bench: install
 	$(PY) benchmarks/bench_fit.py
+	$(PY) benchmarks/bench_criteo_loader.py
+	RAY_USAGE_STATS_ENABLED=0 $(PY) benchmarks/bench_sweep_scale.py --trials 100 1000 10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -35,8 +35,9 @@ def sweep_description(spec: dict) -> str:
     return (
         f"Scaling sweep **{spec.get('name')}**: backend {spec.get('backend')}, policy "
         f"{(spec.get('policy') or {}).get('name')}; scales {knobs} and samples; budget {budget}. "
-        "Each child run is one trial (loss, NE, AUC against samples); the laws refit after "
-        "every finished trial are the `law.*` metrics (step = trials completed)."
+        "Each child run is one trial (loss, NE, AUC against samples); the laws, refitted as "
+        "trials finish and once more at the end, are the `law.*` metrics (step = trials "
+        "completed)."
     )
 
 

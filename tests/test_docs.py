@@ -139,7 +139,7 @@ SYNOPSES = [  # placeholders (SPEC.yaml, URI, [optional]): every subcommand and 
      "[--bootstrap N]"),
     ("README.md", 'scaler resume SWEEP [--storage PATH] [--tracking-uri URI] (see "Reliability")'),
     ("README.md", "scaler query SWEEP [--points] [--csv] [--tracking-uri URI]"),
-    ("README.md", "scaler ui [--tracking-uri URI] [--port 5000] [--host 127.0.0.1]"),
+    ("README.md", "scaler ui [--tracking-uri URI] [--port 5000] [--host 127.0.0.1] [--open]"),
     ("README.md", "scaler submit SPEC.yaml --address http://HEAD:8265 --storage /shared/path "
      "[--follow]"),
     ("README.md", "scaler report SWEEP [--out DIR] [--tracking-uri URI] [--bootstrap 100] "

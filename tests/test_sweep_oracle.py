@@ -1,7 +1,17 @@
 """An oracle sweep of 50 trials on a real local Ray, recorded in a real sqlite MLflow store."""
 
+import contextlib
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,25 +161,19 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    _, result = sweep
+@contextlib.contextmanager
+def ui_server(tracking_uri: str):
+    """A real `scaler ui` (mlflow server) on a free loopback port: (base URL, its output so far)."""
     port = free_port()
     exe = Path(sys.executable).parent / "scaler"
     proc = subprocess.Popen(
-        [str(exe), "ui", "--tracking-uri", result.tracking_uri, "--port", str(port)],
+        [str(exe), "ui", "--tracking-uri", tracking_uri, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    out: list[str] = []
     try:
         deadline = time.time() + 120
         while True:
@@ -182,6 +186,16 @@ def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
             assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
             assert time.time() < deadline, "mlflow server did not answer /health in 120 s"
             time.sleep(1)
+        yield base, out
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        out.append(proc.stdout.read().decode())
+
+
+def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
+    _, result = sweep
+    with ui_server(result.tracking_uri) as (base, out):
         with urllib.request.urlopen(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=oracle-test"
         ) as r:
@@ -201,10 +215,79 @@ def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
         with urllib.request.urlopen(req) as r:
             runs = json.load(r)["runs"]
         assert len(runs) == 50
-        assert listening_addresses(port) == {"0100007F"}  # bound to 127.0.0.1 only
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    printed = proc.stdout.read().decode()
+        assert listening_addresses(int(base.rsplit(":", 1)[1])) == {"0100007F"}  # loopback only
+    printed = out[0]
     # it points the user at the sweep's runs and its parent run, not just the server
     assert f"{base}/#/experiments/{exp_id}/runs/{result.parent_run_id}" in printed, printed[:2000]
+
+
+# Screenshots of the browser test land here (README: "Watching a sweep"); CI keeps the folder.
+SCREENSHOTS = Path(os.environ.get("SCALER_TEST_ARTIFACTS", "test-artifacts")) / "ui"
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browse(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
+    """The page as a real headless Chromium renders it (the MLflow UI is a React app: the text
+    exists only after its scripts ran): (its DOM, its visible text); a screenshot is saved."""
+    flags = [
+        chromium(),
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1500,1100",
+        "--virtual-time-budget=25000",  # let the app fetch its runs and render
+    ]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=180, check=True
+    ).stdout
+    subprocess.run(
+        [*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=180, check=True
+    )
+    assert screenshot.stat().st_size > 10_000, f"blank screenshot of {url}"
+    text = re.sub(r"<style.*?</style>|<script.*?</script>", " ", dom, flags=re.S)
+    return dom, re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+
+@pytest.mark.slow  # ~1-2 min: a real mlflow server and six headless Chromium page loads
+def test_the_sweep_in_a_real_browser(sweep, tmp_path):
+    """What a user sees in the MLflow UI, in a real headless Chromium: the experiment opens on
+    its training runs (not the GenAI overview), the sweep's parent run lists its trials and
+    describes the sweep, and its artifacts show the law plot. `.ci/run` installs Chromium."""
+    if chromium() is None:
+        if os.environ.get("SCALER_REQUIRE_BROWSER"):
+            pytest.fail("SCALER_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium here (apt-get install -y chromium); .ci/run installs it")
+    _, result = sweep
+    client = MlflowClient(result.tracking_uri)
+    exp_id = client.get_experiment_by_name("oracle-test").experiment_id
+    trials = {
+        r.info.run_name
+        for r in client.search_runs(
+            [exp_id], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'", max_results=1000
+        )
+    }
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with ui_server(result.tracking_uri) as (base, _):
+        runs_page = f"{base}/#/experiments/{exp_id}/runs"
+        parent_page = f"{runs_page}/{result.parent_run_id}"
+        _, runs = browse(runs_page, SCREENSHOTS / "sweep_runs.png", tmp_path / "p1")
+        _, parent = browse(parent_page, SCREENSHOTS / "sweep_run.png", tmp_path / "p2")
+        dom, plot = browse(
+            f"{parent_page}/artifacts/plots/laws.png",
+            SCREENSHOTS / "sweep_laws_plot.png",
+            tmp_path / "p3",
+        )
+    # the experiment opens as model training: its runs, the sweep's parent among them
+    assert "Training runs" in runs and "oracle-test" in runs, runs[:3000]
+    assert "Traces 0" not in runs and "Token usage" not in runs
+    # the parent run: its child runs are the sweep's trials, its description says what it is
+    shown = set(re.findall(r"trial-[0-9a-f]{5,}", parent))
+    assert shown and shown <= trials, (shown, parent[:3000])
+    assert "Scaling sweep" in parent and "Latest laws" in parent, parent[:3000]
+    # the artifacts view renders the law plot as an image
+    assert "plots/laws.png" in plot and re.search(r"<img[^>]+laws\.png", dom), plot[:3000]
