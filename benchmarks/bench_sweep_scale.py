@@ -12,7 +12,7 @@ is recorded and the benchmark prints seconds per 100 trials along the sweep, the
 - `scaler.trials` + `scaler.points` (what `scaler query` reads) and the report's analysis on the
   finished sweep, in seconds (goals: < 10 s and < 60 s at 1,000 trials).
 
-Run:  .venv/bin/python benchmarks/bench_sweep_scale.py [--trials 100 1000] [--concurrency 8]
+Run:  .venv/bin/python benchmarks/bench_sweep_scale.py [--trials 100 1000] [--concurrency 8] [--delay S]
 (`make bench` adds 10,000.)  Order alternates per size so neither side always runs on a warm
 machine; the machine is shared, so compare the ratios, not the seconds, with other runs.
 """
@@ -40,14 +40,17 @@ from scaler.spec import parse_spec
 GRID = {100: (10, 10), 1000: (40, 25), 10_000: (100, 100)}  # trials -> (sizes, budgets)
 
 
-def spec_for(trials: int, concurrency: int, name: str):
+def spec_for(trials: int, concurrency: int, name: str, delay: float = 0.0):
     sizes, budgets = GRID.get(trials) or (math.isqrt(trials), math.isqrt(trials))
     return parse_spec(
         {
             "name": name,
             "backend": "oracle",
             "seed": 0,
-            "oracle": {"law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}},
+            "oracle": {
+                "law": {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28},
+                "delay_seconds": delay,  # per eval point: the trial's length
+            },
             "trial": {"eval_points": 4},
             "axes": {
                 "params": {"n_params": {"low": 1.0e5, "high": 1.0e9, "num": sizes}},
@@ -143,12 +146,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument(
+        "--delay",
+        type=float,
+        default=0.3,
+        help="seconds per eval point (4 per trial): 0.3 makes ~1.2 s trials, the shape of the "
+        "issue's measurement; 0 measures the driver's overhead alone",
+    )
     args = ap.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for i, n in enumerate(args.trials):
-            spec = spec_for(n, args.concurrency, f"scale-{n}")
+            spec = spec_for(n, args.concurrency, f"scale-{n}", args.delay)
             storage = Path(tmp) / str(n)
             order = ["bare", "scaler"] if i % 2 == 0 else ["scaler", "bare"]
             times, uri = {}, None
@@ -161,7 +171,10 @@ def main() -> None:
             q, r = query_and_report(spec, uri, storage / "report")
             rows.append((n, times, q, r))
 
-    print(f"\nconcurrency {args.concurrency}, 0.25 CPU per trial, {os.cpu_count()} cores")
+    print(
+        f"\nconcurrency {args.concurrency}, 0.25 CPU per trial, {os.cpu_count()} cores, "
+        f"trials of 4 eval points {args.delay} s apart"
+    )
     for n, times, q, r in rows:
         print(f"\n{n} trials: seconds per 100 trials, in completion order")
         for side in ("bare", "scaler"):

@@ -22,7 +22,13 @@ from scaler.allocation import (
 from scaler.allocation._targets import build_target
 from scaler.cluster import check_shared_storage, safe_concurrency
 from scaler.fitter import FitReport, OnlineFitter
-from scaler.resume import CHECKPOINT_S, restore_tuner, save_spec, start_or_resume, tune_callbacks
+from scaler.resume import (
+    checkpoint_period,
+    restore_tuner,
+    save_spec,
+    start_or_resume,
+    tune_callbacks,
+)
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
 from scaler.trial.oracle import eval_schedule
@@ -155,7 +161,12 @@ def run_sweep(
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
     tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
     parent = start_or_resume(tracker, spec, resume=resume)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(CHECKPOINT_S))  # fresh state to resume
+    trials = len(searcher.policy.candidates)
+    if spec.budget.trials is not None:
+        trials = min(trials, spec.budget.trials)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = os.environ.get(
+        "SCALER_CHECKPOINT_S", str(checkpoint_period(trials))
+    )
     # our progress line replaces Tune's; its new output engine prints a banner even at verbose=0
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 

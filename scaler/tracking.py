@@ -172,9 +172,12 @@ class SweepTracker:
             self.client.set_terminated(self.parent_run_id, status)
 
     # --- trials (child runs) --------------------------------------------------------------
-    def trial_run(self, trial_id: str, config: dict) -> tuple[str, dict[int, dict[str, float]]]:
+    def trial_run(
+        self, trial_id: str, config: dict, known: frozenset[str] = frozenset()
+    ) -> tuple[str, dict[int, dict[str, float]]]:
         """The trial's run (found or created) and the points it already holds (`logged_points`).
 
+        `known`: run ids the driver's restored state maps to trials of its own (never adopted).
         In a sweep this process started, no run can exist yet for a trial it starts: the searches
         below (whose cost grows with the sweep's runs) are for resumed sweeps only."""
         if self.created_parent:
@@ -185,22 +188,27 @@ class SweepTracker:
             max_results=1,
         )
         if not runs:
-            # A driver killed between starting a trial and Tune's next experiment checkpoint
-            # leaves a RUNNING run whose trial id the resumed sweep never knew; the resumed
-            # searcher proposes the same config again under a new id.  Adopt that run.
-            runs = self.client.search_runs(
-                [self.experiment_id()],
-                filter_string=(
-                    f"tags.`scaler.config_hash` = '{config_hash(config)}' and "
-                    f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
-                    "attributes.status = 'RUNNING'"
-                ),
-                max_results=1,
-            )
+            # A driver killed after starting a trial and before Tune's next experiment checkpoint
+            # leaves a run (running, or finished if the trial ended in that window) whose trial
+            # id the resumed sweep never knew; its searcher proposes the same config again under
+            # a new id. Adopt that run: one run per config, its points logged once.
+            runs = [
+                r
+                for r in self.client.search_runs(
+                    [self.experiment_id()],
+                    filter_string=(
+                        f"tags.`scaler.config_hash` = '{config_hash(config)}' and "
+                        f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+                    ),
+                    max_results=50,
+                )
+                if r.info.run_id not in known
+            ][:1]
             if runs:
                 old_id = runs[0].data.tags.get(TRIAL_TAG, "")
-                self.client.set_tag(runs[0].info.run_id, "scaler.previous_trial_id", old_id)
-                self.client.set_tag(runs[0].info.run_id, TRIAL_TAG, trial_id)
+                self.set_tags(
+                    runs[0].info.run_id, {"scaler.previous_trial_id": old_id, TRIAL_TAG: trial_id}
+                )
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))

@@ -154,7 +154,7 @@ class SweepCallback(Callback):
         """The trial's run, its points known: found or created by tag, or (a run from restored
         state, or one whose last write failed) its points read back from MLflow, once."""
         if trial_id not in self.runs:
-            run_id, held = self.tracker.trial_run(trial_id, config)
+            run_id, held = self.tracker.trial_run(trial_id, config, frozenset(self.runs.values()))
             self.runs[trial_id] = run_id
         elif self.runs[trial_id] not in self.known_runs:
             held = self.tracker.logged_points(self.runs[trial_id])

@@ -196,3 +196,32 @@ def test_batched_points_go_in_one_write_and_are_never_only_in_memory_at_a_checkp
     callback.on_trial_complete(0, [], TRIAL)
     assert [s for s, _ in history(uri, run_id)] == STEPS and callback.tracker.writes == 2
     assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == len(STEPS)
+
+
+def test_a_resumed_driver_adopts_the_run_of_a_trial_its_state_never_knew(uri):
+    """Killed after a trial started and ended but before Tune's checkpoint: the resumed searcher
+    proposes the config again under a new id. Its run (finished) is adopted, points and all;
+    a run the restored state maps to a trial of its own is never taken."""
+    first = driver(uri)
+    state = first.get_state()  # the checkpoint: before the trial
+    first.on_trial_start(0, [], TRIAL)
+    report(first, *STEPS)
+    first.on_trial_complete(0, [], TRIAL)
+    run_id = first.runs[TRIAL.trial_id]
+
+    again = SimpleNamespace(trial_id="t0002", config=TRIAL.config)
+    second = driver(uri, state)
+    second.on_trial_start(0, [], again)
+    report(second, *STEPS)  # the rerun re-reports every point
+    second.on_trial_complete(0, [], again)
+    assert second.runs["t0002"] == run_id
+    client = MlflowClient(uri)
+    tags = client.get_run(run_id).data.tags
+    assert tags["scaler.trial_id"] == "t0002" and tags["scaler.previous_trial_id"] == "t0001"
+    assert assert_no_duplicate_points(client, [run_id]) == len(STEPS)
+
+    third = driver(uri, second.get_state())  # it now maps t0002 to that run
+    other = SimpleNamespace(trial_id="t0003", config=TRIAL.config)
+    third.on_trial_start(0, [], other)
+    report(third, STEPS[0])
+    assert third.runs["t0003"] != run_id  # not taken from the trial that owns it

@@ -173,3 +173,10 @@ def test_tunes_restore_does_not_copy_scalers_own_files(tmp_path, ray_local):
     staged = {p.name for p in Path(context.experiment_driver_staging_path).iterdir()}
     assert staged == {TUNE_FILES[0].format(SESSION)}  # Tune's file, and none of ours
     assert {SPEC_FILE, BACKUP} <= {p.name for p in experiment.iterdir()}
+
+
+def test_the_checkpoint_period_grows_with_the_sweep():
+    from scaler.resume import checkpoint_period
+
+    assert checkpoint_period(16) == 1.0 and checkpoint_period(100) == 1.0
+    assert checkpoint_period(500) == 5.0 and checkpoint_period(10_000) == 10.0
