@@ -20,6 +20,7 @@ from scaler.records import EvalPoint
 from scaler.tracking import KIND_TAG, SWEEP_TAG, TRIAL_TAG, default_tracking_uri, sqlite_path
 
 POINT_COLUMNS = [f for f in EvalPoint.__dataclass_fields__ if f != "samples"] + ["params"]
+BULK_RUNS = 500  # run ids per bulk read (under sqlite's 999 bound variables)
 
 
 def resolve_uri(tracking_uri: str | None) -> str:
@@ -113,16 +114,36 @@ def trials(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("trial_id", ignore_index=True) if rows else pd.DataFrame()
 
 
+def _histories(client: MlflowClient, run_ids: list[str]) -> dict[str, dict[int, dict]]:
+    """run id -> step -> {metric: value} of `POINT_COLUMNS` (the last value logged at a step).
+
+    A SQL store (sqlite, ...) reads each metric of up to `BULK_RUNS` runs in one query
+    (`get_metric_history_bulk`, every value, unlike the UI's sampled bulk call): 1,000 runs in
+    ~1 s instead of 10,000 calls. Other stores (a tracking server) are read run by run."""
+    out: dict[str, dict[int, dict]] = {r: {} for r in run_ids}
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    for key in POINT_COLUMNS:
+        if bulk is None:
+            for run_id in run_ids:
+                for m in client.get_metric_history(run_id, key):
+                    out[run_id].setdefault(m.step, {})[key] = m.value
+            continue
+        for i in range(0, len(run_ids), BULK_RUNS):
+            for row in bulk(run_ids[i : i + BULK_RUNS], key, max_results=None):
+                out[row.run_id].setdefault(row.step, {})[key] = row.value
+    return out
+
+
 def points(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
     """One row per eval point (step metrics of every trial run; step = samples seen)."""
     client = _client(tracking_uri)
     parent = _parent(client, sweep)
+    runs = _children(client, parent)
+    found = _histories(client, [r.info.run_id for r in runs])
+    histories = [found[r.info.run_id] for r in runs]
     frames = []
-    for r in _children(client, parent):
-        by_step: dict[int, dict] = {}
-        for key in POINT_COLUMNS:
-            for m in client.get_metric_history(r.info.run_id, key):
-                by_step.setdefault(m.step, {})[key] = m.value
+    for r, by_step in zip(runs, histories, strict=True):
         for step, values in sorted(by_step.items()):
             frames.append(
                 {

@@ -291,3 +291,19 @@ def test_the_sweep_in_a_real_browser(sweep, tmp_path):
     assert "Scaling sweep" in parent and "Latest laws" in parent, parent[:3000]
     # the artifacts view renders the law plot as an image
     assert "plots/laws.png" in plot and re.search(r"<img[^>]+laws\.png", dom), plot[:3000]
+
+
+def test_bulk_history_reads_what_the_per_run_calls_read(sweep):
+    """`scaler.points` reads a SQL store's histories in bulk: the same values, step for step, as
+    MLflow's per-run `get_metric_history` (what it reads from a tracking server)."""
+    from scaler.query import POINT_COLUMNS, _children, _histories, _parent
+
+    _, result = sweep
+    client = MlflowClient(result.tracking_uri)
+    run_ids = [r.info.run_id for r in _children(client, _parent(client, "oracle-test"))]
+    per_run = {r: {} for r in run_ids}
+    for key in POINT_COLUMNS:
+        for r in run_ids:
+            for m in client.get_metric_history(r, key):
+                per_run[r].setdefault(m.step, {})[key] = m.value
+    assert _histories(client, run_ids) == per_run and len(run_ids) == 50

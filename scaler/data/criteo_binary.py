@@ -59,7 +59,8 @@ from torchrec.datasets.utils import Batch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from scaler.data.criteo import CriteoReader, CriteoSource, _open
-from scaler.data.synthetic import TRAIN, SparseFeatureSpec
+from scaler.data.criteo_stream import CriteoFeatures
+from scaler.data.synthetic import TRAIN
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ _HEADER_BYTES = 128  # fixed .npy header: written first as a placeholder, rewrit
 _PARSE_ROWS = 1 << 16  # rows per parsed batch while preparing
 _RAW = 1 << 32  # "table size" that keeps the raw 32-bit value: value % 2**32 == value
 _DAY_NAME = re.compile(r"day_(\d+)(\.\w+)*$")
-_CRITEO = SparseFeatureSpec(vocab_size=_RAW, zipf_exponent=1.0, hotness=1)
 
 
 def day_files(out_dir: str | os.PathLike, day: int) -> dict[str, Path]:
@@ -423,7 +423,7 @@ def _record(out_dir: Path, manifest: dict, summary: dict, r: DayResult) -> None:
 # ----------------------------------------------------------------------------------- reading
 
 
-class CriteoBinaryDataConfig(BaseModel):
+class CriteoBinaryDataConfig(CriteoFeatures, BaseModel):
     """`data:` of a trial on prepared Criteo days (`scaler data prepare-criteo`).
 
     path: the prepared folder; train_days: [first, last] (inclusive) days trained on in order;
@@ -469,22 +469,6 @@ class CriteoBinaryDataConfig(BaseModel):
     def train_rows(self) -> int:
         first, last = self.train_days
         return sum(self._rows[d] for d in range(first, last + 1))
-
-    @property
-    def num_dense(self) -> int:
-        return INT_FEATURE_COUNT
-
-    @property
-    def num_sparse(self) -> int:
-        return CAT_FEATURE_COUNT
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(DEFAULT_CAT_NAMES)
-
-    @property
-    def features(self) -> tuple[SparseFeatureSpec, ...]:
-        return (_CRITEO,) * CAT_FEATURE_COUNT
 
 
 class PreparedDays:

@@ -31,7 +31,27 @@ log = logging.getLogger(__name__)
 _CRITEO_FEATURE = SparseFeatureSpec(vocab_size=1 << 32, zipf_exponent=1.0, hotness=1)
 
 
-class CriteoDataConfig(BaseModel):
+class CriteoFeatures:
+    """The feature layout every Criteo data kind shares (TSV or prepared binary)."""
+
+    @property
+    def num_dense(self) -> int:
+        return INT_FEATURE_COUNT
+
+    @property
+    def num_sparse(self) -> int:
+        return CAT_FEATURE_COUNT
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(DEFAULT_CAT_NAMES)
+
+    @property
+    def features(self) -> tuple[SparseFeatureSpec, ...]:
+        return (_CRITEO_FEATURE,) * CAT_FEATURE_COUNT
+
+
+class CriteoDataConfig(CriteoFeatures, BaseModel):
     """`data:` of a trial on Criteo TSV files (Kaggle train.txt or the 1TB day files).
 
     paths: files read in order; train_rows / eval_rows: [start, stop) line ranges across them.
@@ -58,22 +78,6 @@ class CriteoDataConfig(BaseModel):
             if not Path(p).is_file():
                 raise ValueError(f"paths: no such Criteo file {p}")
         return self
-
-    @property
-    def num_dense(self) -> int:
-        return INT_FEATURE_COUNT
-
-    @property
-    def num_sparse(self) -> int:
-        return CAT_FEATURE_COUNT
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(DEFAULT_CAT_NAMES)
-
-    @property
-    def features(self) -> tuple[SparseFeatureSpec, ...]:
-        return (_CRITEO_FEATURE,) * CAT_FEATURE_COUNT
 
 
 class CriteoStream:
