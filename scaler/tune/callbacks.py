@@ -254,11 +254,11 @@ class SweepCallback(Callback):
         self._end_trial(trial, status, reason)
         self.completed += 1
         report = self.fitter.refit_live()  # None: coalesced into a later refit (scaler.fitter)
+        now = int(time.time() * 1000)
         if report is not None:
-            now = int(time.time() * 1000)
             summary = report.summary()
             self.outbox.submit("fit", {"summary": summary, "step": self.completed, "ts": now})
-            self._log_allocation(now)
+        self._log_allocation(now, refitted=report is not None)
         self._show(trials, trial, self.fitter.latest)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -291,13 +291,17 @@ class SweepCallback(Callback):
             )
         self._plot(report)
 
-    def _log_allocation(self, now: int) -> None:
-        """Per refit: the budget spent per axis and the policy's latest decision (the expected
-        gain per FLOP of its best candidates), as `allocation/*.json` and `alloc.*` metrics."""
+    def _log_allocation(self, now: int, refitted: bool = True) -> None:
+        """After a finished trial, when the laws were refitted or the policy decided anew: the
+        budget spent per axis and the policy's latest decision (the expected gain per FLOP of its
+        best candidates), as `allocation/*.json` and `alloc.*` metrics. Every decision is
+        recorded; a policy without decisions (grid, random) is recorded per refit only."""
         if self.allocation_of is None:
             return
         record = self.allocation_of()
         decision = json.dumps(record["decision"], sort_keys=True, default=str)
+        if not refitted and decision == self.last_decision:
+            return
         record["new_decision"] = decision != self.last_decision
         self.last_decision = decision
         self.outbox.submit("allocation", {"record": record, "step": self.completed, "ts": now})
