@@ -1,4 +1,19 @@
-"""Budget to reach the grid's full-budget target error: adaptive vs grid, random, halving.
+"""Allocation on real and oracle scaling data: adaptive vs grid, random, halving.
+
+Default sections (all ratios from this one run):
+- public pools (`scaler.allocation._public_pools`: Chinchilla, the 15 Porian et al. 2024 IsoFLOP
+  setups; fit region / held-out expensive region): per pool and budget (5, 10, 20 % of the pool's
+  cost) the target error of the law refitted on what each policy bought, medians over seeds, the
+  whole fit region's error beside it; then how often adaptive <= random (and grid, halving).
+- oracle pools (the cases below): adaptive's design sd ratio / the certified lower bound at 10 and
+  20 %, and its median target error beside random's.
+- the tolerance stop: adaptive replays with a tolerance; the share of stopped sweeps whose
+  realised target error is within it.
+- speed: replay seconds per seed of each policy on a 360-row oracle pool (60 runs x 6 eval
+  points), and the seconds of one live decision over 1,000 candidates.
+`--anytime` adds the retired goal's table below (budget to reach the grid's full-budget error).
+
+Retired goal (`--anytime`): budget to reach the grid's full-budget target error.
 
 Every policy replays the same pools (`scaler.allocation._replay`, the engine of `scaler replay`):
 it may only "run" rows of a pool, a row of a run costs only its increment over the run's rows
@@ -42,8 +57,8 @@ f only if the ratio at f is <= 1 + slack.  Each policy's own design at 10 % is s
 with a bound <= 1 + slack on denser or redundant grids (each (N, D) its own run, 3 seeds of every
 run, 16 x 16): whether the goal could be met on a grid that wastes more.
 
-Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 3] [--max-fraction 0.3] [--quick]
-      [--bound-only]
+Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 5] [--quick] [--anytime]
+      [--max-fraction 0.3] [--bound-only]
 """
 
 from __future__ import annotations
@@ -52,10 +67,8 @@ import argparse
 import math
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from scaler.allocation import Ledger, make_policy
 from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
@@ -69,9 +82,11 @@ from scaler.allocation._oracle_pool import (
     target_variance,
     true_law,
 )
-from scaler.allocation._replay import Pool, ReplayDesign, run_policy, target_mape
+from scaler.allocation._public_pools import chinchilla_pool, public_pools
+from scaler.allocation._replay import Pool, ReplayDesign, replay, run_policy, target_mape
+from scaler.spec import Oracle, OracleLaw
+from scaler.trial.oracle import oracle_points
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_epoch_extracted.csv"
 POLICIES = ("grid", "random", "halving", "adaptive")
 OPTIONS: dict[str, dict] = {}  # extra keyword arguments per policy (experiments)
 AT = (0.05, 0.1, 0.2)  # budgets at which errors are printed
@@ -130,17 +145,6 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
                     best, best_v = ks, v
         out[budget] = (lower, math.sqrt(best_v / var.full), best)
     return out
-
-
-def chinchilla_pool(held_fraction: float = 0.1, drop_outliers: bool = True):
-    df = pd.read_csv(DATA)
-    if drop_outliers:
-        df = df.sort_values("loss").iloc[:-5]  # as the authors (and bench_fit.py) do
-    n = df["Model Size"].to_numpy()
-    cost = df["Training FLOP"].to_numpy()
-    x, y = np.c_[n, cost / (6 * n)], df["loss"].to_numpy()
-    held = cost > np.quantile(cost, 1 - held_fraction)
-    return Pool(x[~held], y[~held], cost[~held]), x[held], y[held]
 
 
 def error(pool: Pool, rows: list[int], tx, ty) -> float:
@@ -264,16 +268,203 @@ def print_density(slack: float) -> None:
         print(f"  {name:26s} " + "; ".join(cells))
 
 
+def replay_error(pool: Pool, tx, ty, policy: str, budget: float, seed: int, **options) -> float:
+    """Target error of one replay (inf when no law could be fitted on what it bought)."""
+    err = replay(pool, tx, ty, policy=policy, budget=budget, seed=seed, **options).target_mape
+    return err if math.isfinite(err) else math.inf
+
+
+def pct(v: float) -> str:
+    return "   no fit" if not math.isfinite(v) else f"{100 * v:8.2f}%"
+
+
+def print_public(seeds, budgets=AT) -> None:
+    """Per public pool and budget: medians over seeds of each policy's target error."""
+    print(
+        f"public pools: target error of the law fitted on what each policy bought (median over "
+        f"{len(seeds)} seeds; 'no fit': too few rows for the law), the whole fit region's beside it"
+    )
+    print(f"  {'pool':46s} {'budget':>6s} {'whole':>9s} " + " ".join(f"{p:>9s}" for p in POLICIES))
+    wins = {p: 0 for p in POLICIES[:-1]}
+    ratios: list[float] = []
+    cells = 0
+    seconds = {p: [] for p in POLICIES}
+    for name, (pool, tx, ty) in public_pools().items():
+        whole = error(pool, list(range(len(pool.y))), tx, ty)
+        for b in budgets:
+            med = {}
+            for p in POLICIES:
+                errs = []
+                for seed in seeds:
+                    t = time.perf_counter()
+                    errs.append(replay_error(pool, tx, ty, p, b, seed))
+                    seconds[p].append(time.perf_counter() - t)
+                med[p] = statistics.median(errs)
+            cells += 1
+            for p in wins:
+                wins[p] += med["adaptive"] <= med[p]
+            if math.isfinite(med["random"]) and math.isfinite(med["adaptive"]):
+                ratios.append(med["adaptive"] / med["random"])
+            print(
+                f"  {name[:46]:46s} {100 * b:5.0f}% {pct(whole)} "
+                + " ".join(pct(med[p]) for p in POLICIES),
+                flush=True,
+            )
+    print(
+        f"  adaptive's median error <= the other policy's, of {cells} pool x budget cells: "
+        + ", ".join(f"{p} {wins[p]}" for p in wins)
+    )
+    print(
+        f"  adaptive / random error, median over cells where both fit: "
+        f"{statistics.median(ratios):.2f} (quartiles {np.quantile(ratios, 0.25):.2f}-"
+        f"{np.quantile(ratios, 0.75):.2f})"
+    )
+    print(
+        "  replay seconds per seed (median): "
+        + ", ".join(f"{p} {statistics.median(v):.2f}" for p, v in seconds.items())
+    )
+
+
+def print_oracle(seeds, budgets=(0.1, 0.2)) -> None:
+    """Adaptive's design sd ratio against the certified bound, and its error beside random's."""
+    print(
+        "oracle pools: adaptive's design sd ratio (first order, true law, median over seeds) / "
+        "the lower bound for any design (goal <= 1.15), and median target errors"
+    )
+    for name, (law, noise) in ORACLE_CASES.items():
+        pool0, var = target_variance(law)
+        lower = {b: lower_bound(var, increments(pool0), b) for b in budgets}
+        row = f"  {name:26s}"
+        for b in budgets:
+            sds, err = [], {"adaptive": [], "random": []}
+            for seed in seeds:
+                pool, tx, ty = oracle_pool(law, noise, seed)
+                for p in err:
+                    r = replay(pool, tx, ty, policy=p, budget=b, seed=seed)
+                    err[p].append(r.target_mape if math.isfinite(r.target_mape) else math.inf)
+                    if p == "adaptive":
+                        sds.append(sd_ratio(var, r.rows))
+            sd = statistics.median(sds)
+            row += (
+                f"  @{100 * b:.0f}% sd {sd:.2f}/{lower[b]:.2f} = {sd / lower[b]:.2f}x, error "
+                f"{100 * statistics.median(err['adaptive']):.2f}% (random "
+                f"{100 * statistics.median(err['random']):.2f}%)"
+            )
+        print(row, flush=True)
+
+
+def print_tolerance(seeds, tolerances=(0.01, 0.005)) -> None:
+    """Adaptive with a tolerance and the whole pool as budget: of the sweeps that stopped on it,
+    how many have a realised target error within the tolerance."""
+    print("tolerance stop: realised target error <= tolerance, of the replays that stopped on it")
+    for tol in tolerances:
+        ok = stopped = 0
+        for law, noise in ORACLE_CASES.values():
+            for seed in seeds:
+                pool, tx, ty = oracle_pool(law, noise, seed)
+                r = replay(pool, tx, ty, policy="adaptive", budget=1.0, seed=seed, tolerance=tol)
+                if r.spent_fraction < 1.0 - 1e-9:
+                    stopped += 1
+                    ok += r.target_mape <= tol
+        share = ok / stopped if stopped else math.nan
+        print(
+            f"  tolerance {100 * tol:.1f}%: {ok}/{stopped} stopped replays within it ({100 * share:.0f}%)"
+        )
+
+
+def pool_360(seed: int) -> tuple[Pool, np.ndarray, np.ndarray]:
+    """60 runs (10 models x 6 data budgets) x 6 eval points of the balanced oracle law."""
+    law, noise = ORACLE_CASES["balanced a.30 b.28 n.3%"]
+    oracle = Oracle(law=OracleLaw(**law), noise=noise)
+    rows = []
+    for m, n in enumerate(np.geomspace(1e5, 1e8, 10)):
+        for b, budget in enumerate(np.geomspace(1e7, 1e9, 6)):
+            schedule = [int(d) for d in np.geomspace(budget / 32, budget, 6)]
+            for p in oracle_points(oracle, n, int(budget), schedule, seed * 1000 + 6 * m + b):
+                rows.append((n, p.samples, p.loss, p.flops, f"m{m}b{b}"))
+    n, d, y, cost, run = map(np.array, zip(*rows, strict=True))
+    tx = np.array([[1e9, 1e10]])
+    return Pool(np.c_[n, d], y, cost, run), tx, true_law(law).predict(tx)
+
+
+def decision_seconds(repeats: int = 5) -> list[float]:
+    """Seconds of `propose` over a live space of 1,000 candidates (40 sizes x 25 budgets, six
+    eval points each), with 40 runs observed; each repeat observes one more run first."""
+    from scaler.allocation import Design, build_candidates, candidate_size
+
+    law, noise = ORACLE_CASES["balanced a.30 b.28 n.3%"]
+    oracle = Oracle(law=OracleLaw(**law), noise=noise)
+    cands = build_candidates(
+        [{"n_params": float(n)} for n in np.geomspace(1e5, 1e8, 40).round()],
+        samples=[int(d) for d in np.geomspace(1e7, 1e9, 25)],
+        compute=None,
+        flops_per_sample=lambda p: 6 * p["n_params"],
+    )
+    design = Design(size_of=candidate_size)
+    policy = make_policy("adaptive", cands, 0, design=design)
+    ledger = Ledger(flops_limit=0.5 * sum(c.flops for c in cands))
+    rng = np.random.default_rng(0)
+    out = []
+    for step in range(40 + repeats):
+        if step >= 40:
+            t = time.perf_counter()
+        c = policy.propose(ledger) if step >= 40 else cands[int(rng.integers(len(cands)))]
+        if step >= 40:
+            out.append(time.perf_counter() - t)
+        if c is None:
+            break
+        if step < 40:
+            policy.chosen.append(cands.index(c))
+        n = candidate_size(c)
+        schedule = design.schedule(c.samples)
+        points = [
+            {"samples": p.samples, "loss": p.loss}
+            for p in oracle_points(oracle, n, c.samples, schedule, step)
+        ]
+        policy.on_result(f"t{step}", c, points)
+        policy.on_complete(f"t{step}", c)
+    return out
+
+
+def print_speed(seeds) -> None:
+    print("speed: replay on a 360-row oracle pool (60 runs x 6 eval points) at 10 %, per seed")
+    for p in POLICIES:
+        secs = []
+        for seed in seeds:
+            pool, tx, ty = pool_360(seed)
+            t = time.perf_counter()
+            replay(pool, tx, ty, policy=p, budget=0.1, seed=seed)
+            secs.append(time.perf_counter() - t)
+        print(f"  {p:9s} median {statistics.median(secs):6.2f} s (max {max(secs):.2f} s)")
+    secs = decision_seconds()
+    print(
+        f"  one live decision over 1,000 candidates: median {statistics.median(secs):.3f} s "
+        f"(max {max(secs):.3f} s, goal < 1 s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=3, help="pool noise / policy seeds 0..K-1")
+    parser.add_argument("--seeds", type=int, default=5, help="pool noise / policy seeds 0..K-1")
     parser.add_argument("--max-fraction", type=float, default=0.3, help="longest adaptive run")
     parser.add_argument("--slack", type=float, default=0.1, help="reach (1 + slack) * e*")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3 oracle cases")
     parser.add_argument("--no-chinchilla", action="store_true")
     parser.add_argument("--bound-only", action="store_true", help="only the best-design bound")
+    parser.add_argument("--anytime", action="store_true", help="also the retired goal's table")
     args = parser.parse_args()
     seeds = range(2 if args.quick else args.seeds)
+    if not args.bound_only:
+        print_public(seeds)
+        print()
+        print_oracle(seeds)
+        print()
+        print_tolerance(seeds)
+        print()
+        print_speed(range(2 if args.quick else 3))
+        if not args.anytime:
+            return
+        print()
     cases = [(f"oracle {name}", law, noise) for name, (law, noise) in ORACLE_CASES.items()]
     if args.quick:
         cases = [cases[0], cases[3], cases[4]]

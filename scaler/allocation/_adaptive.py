@@ -36,6 +36,19 @@ e.g. an exponent near 0 with 1 % noise: measured 0.5-0.8x the realised error the
 1.1x), when no candidate is expected to reduce V, or when the budget is spent; a running trial
 stops when the gain per cost of its remaining eval points falls below `stop_ratio` times that of
 the best candidate not yet run.  `explain()` says why (with the noise and discrepancy it assumed).
+
+When the law misfits (the fit's residuals are mostly discrepancy, smooth in log x, rather than
+noise, by the marginal likelihood above), the error at the target is the law's bias, and the
+first-order variance no longer says which runs help.  On every public pool we replay (Chinchilla
+and the 15 IsoFLOP setups of Porian et al. 2024, `benchmarks/bench_allocation.py`) a fit on the
+runs nearest the target extrapolates 2-10x better than a fit on the whole pool, and the variance
+criterion's cheap, far runs make it worse.  So in that mode the policy buys the candidates nearest
+the target (in log x, each axis scaled by the space's range), keeping budget for `MIN_RUNS` runs
+so that the law stays identified; it stops no running trial early.  Before a law can be fitted it
+does the same, each run costing at most an equal share of the budget left for the first
+`MIN_RUNS` (the median candidate's cost without a FLOP budget): the first runs are then useful
+whichever mode follows, and a law that fits has not been paid for at the largest runs' price.  The mode is re-decided
+after every refit and recorded with each decision.
 """
 
 from __future__ import annotations
@@ -57,7 +70,9 @@ CONFIRM_BOOTSTRAP = 50  # resamples that confirm a tolerance stop (0: trust the 
 NOISE_FLOOR = 1e-3  # relative noise below which residuals are not trusted to shrink further
 DISCREPANCY_SHARES = (0.0, 0.25, 0.5, 0.75, 0.9)  # candidate shares r of s^2 that are discrepancy
 LENGTHS = (0.5, 1.0, 2.0, 4.0)  # candidate kernel lengths, in units of ln x
+REFIT_GROWTH = 0.1  # refit the law once the points have grown by this fraction since the last fit
 TOP = 5  # candidates shown in each explanation
+MIN_RUNS = 8  # runs the nearest-first design keeps budget for (5 law parameters, and spare)
 
 
 def log_jacobian(theta: np.ndarray, logx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +123,7 @@ class AdaptivePolicy(Policy):
         self.discrepancy = discrepancy  # False: a law taken as exact (noise only, r = 0)
         self.confirm_bootstrap = confirm_bootstrap
         self.inflation = 1.0  # bootstrap sd / first-order sd at the last confirmation
+        self.inflation_points = 0  # points observed at the last confirmation
         self.chosen: list[int] = []
         self.running: dict[int, list[tuple]] = {}  # candidate index -> points seen so far
         self.observed: list[tuple] = []  # (x..., loss) of every reported point
@@ -115,8 +131,16 @@ class AdaptivePolicy(Policy):
         self.decisions: list[dict] = []
         self._fit_cache: tuple[int, object] | None = None
         self._model_cache: tuple[int, dict] | None = None
-        tops = [self.design.top(c) for c in self.candidates]
-        self.shift = np.log(np.array(tops)).mean(axis=0) if tops else np.zeros(self.design.n_axes)
+        self._restored_fit = 0  # points of the last fit, from a restored state
+        tops = np.log(np.array([self.design.top(c) for c in self.candidates]))
+        tops = tops.reshape(-1, self.design.n_axes)
+        self.shift = tops.mean(axis=0) if len(tops) else np.zeros(self.design.n_axes)
+        # each candidate's top point, each axis scaled to [0, 1] over the space: for distances
+        self._lo = tops.min(axis=0) if len(tops) else self.shift
+        self._span = (
+            np.where(np.ptp(tops, axis=0) > 0, np.ptp(tops, axis=0), 1.0) if len(tops) else 1.0
+        )
+        self._unit = (tops - self._lo) / self._span
 
     # --- bookkeeping ------------------------------------------------------------------------
     def on_result(self, trial_id: str, candidate: Candidate, points: list) -> None:
@@ -139,21 +163,32 @@ class AdaptivePolicy(Policy):
 
     # --- the law and its uncertainty ----------------------------------------------------------
     def law(self):
-        """The law fitted on every point observed so far (None while too few)."""
+        """The law fitted on the points observed so far (None while too few).  Refitted once the
+        points have grown by `REFIT_GROWTH` since the last fit (a fit's optimum moves little
+        with a few more points, and the refits were most of a decision's time); in between, the
+        model around it (`_model`) still uses every point.  The schedule depends on the point
+        count only, so a policy restored from its state refits exactly where it left off."""
         n = len(self.observed)
-        if self._fit_cache is not None and self._fit_cache[0] == n:
-            return self._fit_cache[1]
-        law = None
+        if self._fit_cache is None and 0 < self._restored_fit <= n:  # where the state left off
+            self._fit_cache = (self._restored_fit, self._fit(self._restored_fit))
+        if self._fit_cache is not None:
+            fitted_n, fitted = self._fit_cache
+            if n == fitted_n or (fitted is not None and n < (1 + REFIT_GROWTH) * fitted_n):
+                return fitted
+        self._fit_cache = (n, self._fit(n))
+        return self._fit_cache[1]
+
+    def _fit(self, n: int):
+        """The law fitted on the first n points observed, or None."""
         k = self.design.n_axes
-        obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
+        obs = np.array(self.observed[:n], dtype=float).reshape(-1, k + 1)
         distinct = all(len(np.unique(obs[:, j])) >= 2 for j in range(k))
         if n > 1 + 2 * k + 1 and distinct:
             try:
-                law = (JointLaw() if k == 2 else PowerLaw()).fit(obs[:, :k], obs[:, k])
+                return (JointLaw() if k == 2 else PowerLaw()).fit(obs[:, :k], obs[:, k])
             except (ValueError, RuntimeError) as exc:
                 log.debug("adaptive: no fit yet (%s)", exc)
-        self._fit_cache = (n, law)
-        return law
+        return None
 
     def _theta(self, law) -> np.ndarray:
         theta = law.theta_.copy()
@@ -162,9 +197,11 @@ class AdaptivePolicy(Policy):
         return theta
 
     def _targets(self, law) -> np.ndarray:
-        if callable(self.target):
+        """Law inputs of the target rows (a callable target needs a fitted law: before one,
+        the default)."""
+        if callable(self.target) and law is not None:
             return np.asarray(self.target(law), dtype=float).reshape(-1, self.design.n_axes)
-        if self.target is not None:
+        if self.target is not None and not callable(self.target):
             return np.asarray(self.target, dtype=float).reshape(-1, self.design.n_axes)
         top = np.array([self.design.top(c) for c in self.candidates]).max(axis=0)
         return (10.0 * top)[None, :]  # default: 10x beyond the largest trial on every axis
@@ -172,10 +209,12 @@ class AdaptivePolicy(Policy):
     def _model(self, law) -> dict:
         """The linear-Gaussian model around the current fit (cached per fit): theta (centred),
         the prior covariance of theta, noise and discrepancy variances and the kernel length,
-        the latter two by marginal likelihood of the residuals over a small grid."""
+        the latter two by marginal likelihood of the residuals over a small grid, searched at
+        each refit (the share r and the length are kept in between)."""
         n = len(self.observed)
         if self._model_cache is not None and self._model_cache[0] == n:
             return self._model_cache[1]
+        searched = self._model_cache is not None and self._model_cache[1]["law"] is law
         k = self.design.n_axes
         theta = self._theta(law)
         obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
@@ -188,7 +227,10 @@ class AdaptivePolicy(Policy):
         prior_cov = np.diag([ymean**2] + [9.0] * k + [1.0] * k)
         base = jac @ prior_cov @ jac.T
         best = (-math.inf, s2, 0.0, LENGTHS[0])
-        if self.discrepancy:
+        if searched:
+            r, length = self._model_cache[1]["share"], self._model_cache[1]["length"]
+            best = (math.nan, max((1 - r) * s2, NOISE_FLOOR**2), r * s2, length)
+        elif self.discrepancy:
             d2 = sq_dist(lx, lx)
             for r in DISCREPANCY_SHARES:
                 for length in LENGTHS if r > 0 else LENGTHS[:1]:
@@ -198,6 +240,8 @@ class AdaptivePolicy(Policy):
                     if ll > best[0] + 1e-9:
                         best = (ll, noise, r * s2, length)
         model = {
+            "law": law,
+            "share": best[2] / s2,
             "theta": theta,
             "prior_cov": prior_cov,
             "s2": s2,
@@ -308,6 +352,7 @@ class AdaptivePolicy(Policy):
             "gain": gains,
             "cost": costs,
             "per_cost": per_cost,
+            "misfit": m["disc"] > m["noise"],  # residuals mostly discrepancy: the law's bias
         }
 
     # --- decisions ----------------------------------------------------------------------------
@@ -315,8 +360,9 @@ class AdaptivePolicy(Policy):
         if self.done_reason:
             return None
         a = self.assess(ledger)
-        if a is None:
-            return self._seed(ledger)
+        if a is None:  # no law yet: nearest the target, as in misfit mode
+            i = self._nearest(ledger, None)
+            return None if i is None else self._choose(i)
         if self.tolerance is not None and a["rel_sd"] < self.tolerance and not self.running:
             boot = self._confirm(a)
             if boot is None or boot < self.tolerance:
@@ -335,6 +381,12 @@ class AdaptivePolicy(Policy):
                 )
         if not a["index"]:
             return None
+        if a["misfit"] or not self._identified():
+            i = self._nearest(ledger, a["law"])
+            if i is None:
+                return None
+            self._record(a, i, ledger)
+            return self._choose(i)
         best = int(np.lexsort((a["cost"], -a["per_cost"]))[0])
         if not a["gain"][best] > 0:
             if not self.running:
@@ -349,39 +401,78 @@ class AdaptivePolicy(Policy):
     def _confirm(self, a: dict) -> float | None:
         """The target's relative sd by bootstrap (half the central 68 % band of log L over
         `confirm_bootstrap` refits, mean over targets), or None when not confirming.  After a
-        veto, the bootstrap's inflation over the first-order sd is assumed to persist: no new
-        bootstrap until the first-order sd times it falls below the tolerance."""
+        veto, the bootstrap's inflation over the first-order sd is assumed to persist until the
+        points have grown by half (a fit on a few runs is far less linear than one on many): no
+        new bootstrap before then unless the first-order sd times it falls below the tolerance."""
         if not self.confirm_bootstrap:
             return None
-        if a["rel_sd"] * self.inflation >= self.tolerance:
+        fresh = len(self.observed) >= 1.5 * self.inflation_points
+        if not fresh and a["rel_sd"] * self.inflation >= self.tolerance:
             return a["rel_sd"] * self.inflation
         law = a["law"]
         law.bootstrap(n=self.confirm_bootstrap, seed=self.seed, level=0.6827, n_jobs=1)
         _, lo, hi = law.predict_interval(self._targets(law))
         sd = float(np.mean((np.log(hi) - np.log(lo)) / 2))
         self.inflation = max(1.0, sd / max(a["rel_sd"], 1e-300))
+        self.inflation_points = len(self.observed)
         a["rel_sd_bootstrap"] = sd
         return sd
 
-    def _seed(self, ledger: Ledger) -> Candidate | None:
-        """Before a law can be fitted: the smallest run of the smallest, largest and middle model
-        (spread on every axis at the least cost), then the cheapest runs."""
+    def _nearest(self, ledger: Ledger, law) -> int | None:
+        """The candidate not yet run nearest the target (log x, axes scaled to the space) whose
+        cost leaves budget for `MIN_RUNS` runs in all (the cheapest ones); once none leaves it,
+        the cheapest that fits.  None when nothing fits."""
         chosen = set(self.chosen)
-        groups: dict = {}
-        for i, c in enumerate(self.candidates):
-            groups.setdefault(self.design.group(c), []).append(i)
-        by_size = sorted(groups.values(), key=lambda ix: self.design.top(self.candidates[ix[0]])[0])
-        order = []
-        if self.design.n_axes == 2 and by_size:
-            picks = [by_size[0], by_size[-1], by_size[len(by_size) // 2]]
-            order += [min(ix, key=lambda i: self.cost(self.candidates[i])) for ix in picks]
-        order += sorted(
-            range(len(self.candidates)), key=lambda i: (self.cost(self.candidates[i]), i)
-        )
-        for i in order:
-            if i not in chosen and ledger.fits(self.cost(self.candidates[i])):
-                return self._choose(i)
+        free = [i for i in range(len(self.candidates)) if i not in chosen]
+        if not free:
+            return None
+        costs = np.array([self.cost(self.candidates[i]) for i in free])
+        need = max(0, MIN_RUNS - len(self.chosen) - 1)
+        reserve = float(np.sort(costs)[:need].sum())
+        cap = math.inf  # before a law is identified: no run dearer than half the budget left
+        new = np.ones(len(free), dtype=bool)  # and runs that add a value on a thin axis first
+        if law is None or not self._identified():
+            left = self._budget_left(ledger)
+            cap = left / 2 if math.isfinite(left) else float(np.median(costs))
+            new = self._adds_a_value(free)
+        targets = (np.log(self._targets(law)) - self._lo) / self._span
+        dist = np.sqrt(sq_dist(self._unit[free], targets)).min(axis=1)
+        for j in np.lexsort((costs, dist, ~new)):
+            if costs[j] <= cap and ledger.fits(costs[j] + reserve):
+                return free[j]
+        for j in np.argsort(costs, kind="stable"):
+            if ledger.fits(costs[j]):
+                return free[j]
         return None
+
+    def _thin_axes(self) -> list[int]:
+        """Axes on which the observed points have fewer than 3 distinct values (a power term
+        and the constant are not identified from two)."""
+        k = self.design.n_axes
+        obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
+        return [j for j in range(k) if len(np.unique(obs[:, j])) < 3]
+
+    def _identified(self) -> bool:
+        return not self._thin_axes()
+
+    def _adds_a_value(self, free: list[int]) -> np.ndarray:
+        """For each candidate in `free`: does its last point add a value on a thin axis?"""
+        thin = self._thin_axes()
+        if not thin:
+            return np.ones(len(free), dtype=bool)
+        k = self.design.n_axes
+        seen = np.array(self.observed, dtype=float).reshape(-1, k + 1)
+        tops = np.array([self.design.top(self.candidates[i]) for i in free]).reshape(-1, k)
+        return np.array(
+            [any(not np.isclose(seen[:, j], t[j]).any() for j in thin) for t in tops], dtype=bool
+        )
+
+    @staticmethod
+    def _budget_left(ledger: Ledger) -> float:
+        """FLOPs the ledger has left (inf without a FLOP budget)."""
+        if ledger.flops_limit is None:
+            return math.inf
+        return ledger.flops_limit - ledger.spent_flops - sum(ledger.running.values())
 
     def _choose(self, i: int) -> Candidate:
         self.chosen.append(i)
@@ -400,8 +491,8 @@ class AdaptivePolicy(Policy):
             return True
         i = latest_choice(self.candidates, self.chosen, candidate)
         a = self.assess()
-        if i is None or a is None or not len(a["index"]):
-            return False
+        if i is None or a is None or not len(a["index"]) or a["misfit"]:
+            return False  # in misfit mode a run near the target is what the design is for
         rest = self.design.points(candidate)
         rest = rest[rest[:, -1] > samples_done]
         if not len(rest):
@@ -436,6 +527,13 @@ class AdaptivePolicy(Policy):
                 "target_rel_sd_with_running": math.sqrt(max(a["v_now"], 0.0)),
                 "chosen": None if chosen is None else self.candidates[chosen].config(),
                 "stop": self.done_reason,
+                "mode": (
+                    "misfit: nearest the target"
+                    if a["misfit"]
+                    else "information"
+                    if self._identified()
+                    else "identifying: nearest the target"
+                ),
                 "cost_position": self.cost_position(),
                 "top": [
                     {
@@ -481,6 +579,8 @@ class AdaptivePolicy(Policy):
             "done_reason": self.done_reason,
             "decisions": list(self.decisions),
             "inflation": self.inflation,
+            "inflation_points": self.inflation_points,
+            "fit_points": self._fit_cache[0] if self._fit_cache else 0,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -490,5 +590,7 @@ class AdaptivePolicy(Policy):
         self.done_reason = state["done_reason"]
         self.decisions = list(state["decisions"])
         self.inflation = float(state.get("inflation", 1.0))  # absent in states saved before it
+        self.inflation_points = int(state.get("inflation_points", 0))
         self._fit_cache = None
         self._model_cache = None
+        self._restored_fit = int(state.get("fit_points", 0))

@@ -58,6 +58,7 @@ class ReplayDesign(Design):
     bought_rows: set = field(default_factory=set)
     paid: dict = field(default_factory=dict)  # candidate -> cost when chosen
     revealed: dict = field(default_factory=dict)  # candidate -> rows it revealed
+    run_paid: dict = field(default_factory=dict)  # run -> cost of its dearest row bought
 
     def build(self) -> list[Candidate]:
         pool = self.pool
@@ -105,9 +106,7 @@ class ReplayDesign(Design):
         i = self.rows_of[candidate]
         if self.pool.run is None:
             return 0.0 if i in self.bought_rows else float(self.pool.cost[i])
-        run = self.pool.run[i]
-        same = [r for r in self.bought_rows if self.pool.run[r] == run]
-        done = max((self.pool.cost[r] for r in same), default=0.0)
+        done = self.run_paid.get(self.pool.run[i], 0.0)
         return float(max(self.pool.cost[i] - done, 0.0))
 
     def bought(self, candidate: Candidate) -> None:
@@ -115,6 +114,10 @@ class ReplayDesign(Design):
         rows = self._new_rows(candidate)
         self.revealed[candidate] = rows
         self.bought_rows.update(rows)
+        if self.pool.run is not None:
+            for r in rows:  # the dearest row bought of each run: what its next rows cost over
+                run = self.pool.run[r]
+                self.run_paid[run] = max(self.run_paid.get(run, 0.0), float(self.pool.cost[r]))
 
     def results(self, candidate: Candidate) -> list[dict]:
         rank = {i: s for (_, s), i in self.by_key.items()}
