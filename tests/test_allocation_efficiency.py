@@ -1,8 +1,7 @@
-"""Adaptive vs grid at equal budget on a seeded oracle pool (the pool of
-benchmarks/bench_allocation.py, 3 seeds of one case): the adaptive policy's design must be at
-least as informative about the target as the grid's, and its fitted law's target error must match
-the grid's within a stated margin.  And the
-tolerance stop: where the first-order sd is too optimistic, the bootstrap keeps the sweep going."""
+"""Adaptive at equal budget on a seeded oracle pool (the pool of benchmarks/bench_allocation.py,
+7 seeds of one case): its design within 1.15x of the certified bound on any design, and its
+target error no worse than random selection's.  And the tolerance stop: where the first-order sd
+is too optimistic, the bootstrap keeps the sweep going."""
 
 import numpy as np
 import pytest
@@ -15,15 +14,16 @@ from scaler.allocation._replay import Pool, replay
 LAW = {"E": 0.45, "A": 60.0, "alpha": 0.30, "B": 25.0, "beta": 0.28}
 NOISE = 0.003
 BUDGET = 0.1  # of the pool's cost
-POLICIES = ("grid", "adaptive")
-ERROR_MARGIN = 1.25  # adaptive's mean target error may exceed the grid's by at most 25 %
+POLICIES = ("random", "adaptive")
+BOUND_MARGIN = 1.15  # adaptive's design sd ratio within 15 % of the lower bound (issue #18)
 
 
 @pytest.fixture(scope="module")
 def runs():
-    """(grid, adaptive) replays at BUDGET on 3 seeds."""
+    """(random, adaptive) replays at BUDGET on 7 seeds (one target's error moves by about itself
+    from seed to seed: fewer seeds make a coin flip of near-ties)."""
     out = []
-    for seed in range(3):
+    for seed in range(7):
         p, tx, ty = oracle_pool(LAW, NOISE, seed)
         out.append(
             tuple(replay(p, tx, ty, policy=name, budget=BUDGET, seed=seed) for name in POLICIES)
@@ -31,36 +31,43 @@ def runs():
     return out
 
 
-@pytest.mark.slow  # a replay per policy (~35 s)
-def test_adaptive_design_is_at_least_as_informative_as_the_grids(runs):
-    _, variance = target_variance(LAW)  # first-order target-error sd under the true law
-    for grid, adaptive in runs:
+@pytest.mark.slow  # a replay per policy and seed (~15 s)
+def test_adaptive_design_is_near_the_bound_for_any_design(runs):
+    pool, variance = target_variance(LAW)  # first-order target-error sd under the true law
+    bound = lower_bound(variance, increments(pool), BUDGET)
+    ratios = []
+    for _, adaptive in runs:
         assert adaptive.spent_fraction <= BUDGET + 1e-9
-        assert sd_ratio(variance, adaptive.rows) <= sd_ratio(variance, grid.rows)
+        ratios.append(sd_ratio(variance, adaptive.rows))
+    assert np.median(ratios) <= BOUND_MARGIN * bound, (ratios, bound)
 
 
-@pytest.mark.slow  # a replay per policy (~35 s)
-def test_adaptive_target_error_matches_the_grid_at_equal_budget(runs):
-    grid = np.mean([g.target_mape for g, _ in runs])
-    adaptive = np.mean([a.target_mape for _, a in runs])
-    assert adaptive <= ERROR_MARGIN * grid, (adaptive, grid)
+@pytest.mark.slow  # a replay per policy and seed (~15 s)
+def test_adaptive_target_error_is_no_worse_than_randoms_at_equal_budget(runs):
+    def err(r):  # no law fitted on what a policy bought: the user gets no prediction
+        return r.target_mape if np.isfinite(r.target_mape) else np.inf
+
+    rnd = np.median([err(r) for r, _ in runs])
+    adaptive = np.median([err(a) for _, a in runs])
+    assert adaptive <= rnd, (adaptive, rnd)
 
 
 @pytest.mark.slow  # ~20 s: 50-refit bootstraps
 def test_bootstrap_vetoes_a_tolerance_stop_the_first_order_sd_would_make_too_early():
     """Parameter scaling nearly saturated (alpha 0.02) with 1 % noise: the law is far from linear
-    in its parameters, and on this seed the first-order sd falls below the tolerance after a few
-    cheap runs whose fit misses the target by more than twice the tolerance.  The bootstrap must
-    see the larger spread and keep buying."""
+    in its parameters, and on this seed the first-order sd falls below the stop's limit while the
+    fit misses the target by more than the tolerance.  The bootstrap must see the larger spread
+    and keep buying until the target is within it."""
     saturated = {"E": 0.40, "A": 0.20, "alpha": 0.02, "B": 30.0, "beta": 0.30}
-    p, tx, ty = oracle_pool(saturated, 0.01, 1)
-    tolerance = 0.012
+    p, tx, ty = oracle_pool(saturated, 0.01, 0)
+    tolerance = 0.02
     trusting = replay(
-        p, tx, ty, policy="adaptive", budget=0.1, seed=1, tolerance=tolerance, confirm_bootstrap=0
+        p, tx, ty, policy="adaptive", budget=0.1, seed=0, tolerance=tolerance, confirm_bootstrap=0
     )
-    confirming = replay(p, tx, ty, policy="adaptive", budget=0.1, seed=1, tolerance=tolerance)
-    assert trusting.spent_fraction < 0.02 and trusting.target_mape > 2 * tolerance
-    assert confirming.spent_fraction > 2 * trusting.spent_fraction
+    confirming = replay(p, tx, ty, policy="adaptive", budget=0.1, seed=0, tolerance=tolerance)
+    assert trusting.spent_fraction < 0.1 - 1e-3 and trusting.target_mape > tolerance
+    assert confirming.spent_fraction > trusting.spent_fraction
+    assert confirming.target_mape <= tolerance
 
 
 def test_the_certified_bound_is_below_every_design_and_one_with_the_whole_budget():

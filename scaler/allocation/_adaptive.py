@@ -30,8 +30,8 @@ the largest gain per unit cost.  A law whose parameter axis saturates (alpha -> 
 parameter-axis rows nearly uninformative about the target, so the budget flows to the axis that
 pays, with no special case.
 
-The sweep stops when sqrt(V) from finished points is below `tolerance` and a bootstrap of the fit
-agrees (the first-order sd is too optimistic where the law is far from linear in its parameters,
+The sweep stops when sqrt(V) from finished points is below `tolerance / STOP_Z` (an error within
+the tolerance with 80 % probability, if Gaussian) and a bootstrap of the fit agrees (the first-order sd is too optimistic where the law is far from linear in its parameters,
 e.g. an exponent near 0 with 1 % noise: measured 0.5-0.8x the realised error there, the bootstrap
 1.1x), when no candidate is expected to reduce V, or when the budget is spent; a running trial
 stops when the gain per cost of its remaining eval points falls below `stop_ratio` times that of
@@ -66,6 +66,7 @@ from scaler.laws import JointLaw, PowerLaw
 
 log = logging.getLogger(__name__)
 
+STOP_Z = 1.2816  # a tolerance is met with 80 % probability: sd <= tolerance / z(0.9)
 CONFIRM_BOOTSTRAP = 50  # resamples that confirm a tolerance stop (0: trust the first order)
 NOISE_FLOOR = 1e-3  # relative noise below which residuals are not trusted to shrink further
 DISCREPANCY_SHARES = (0.0, 0.25, 0.5, 0.75, 0.9)  # candidate shares r of s^2 that are discrepancy
@@ -119,6 +120,7 @@ class AdaptivePolicy(Policy):
             raise ValueError(f"tolerance is {tolerance}, but must be > 0")
         self.target = target
         self.tolerance = tolerance
+        self.sd_limit = math.inf if tolerance is None else tolerance / STOP_Z  # the stop's sd
         self.stop_ratio = stop_ratio
         self.discrepancy = discrepancy  # False: a law taken as exact (noise only, r = 0)
         self.confirm_bootstrap = confirm_bootstrap
@@ -363,13 +365,16 @@ class AdaptivePolicy(Policy):
         if a is None:  # no law yet: nearest the target, as in misfit mode
             i = self._nearest(ledger, None)
             return None if i is None else self._choose(i)
-        if self.tolerance is not None and a["rel_sd"] < self.tolerance and not self.running:
+        if self.tolerance is not None and a["rel_sd"] < self.sd_limit and not self.running:
             boot = self._confirm(a)
-            if boot is None or boot < self.tolerance:
+            if boot is None or boot < self.sd_limit:
                 self.done_reason = f"target relative sd {a['rel_sd']:.4g}" + (
                     "" if boot is None else f" (bootstrap {boot:.4g})"
                 )
-                self.done_reason += f" below tolerance {self.tolerance:g}"
+                self.done_reason += (
+                    f" below tolerance {self.tolerance:g} / {STOP_Z:g} (an error within the"
+                    " tolerance with 80 % probability)"
+                )
                 log.info("adaptive: stop, %s", self.done_reason)
                 self._record(a, None, ledger)
                 return None
@@ -407,7 +412,7 @@ class AdaptivePolicy(Policy):
         if not self.confirm_bootstrap:
             return None
         fresh = len(self.observed) >= 1.5 * self.inflation_points
-        if not fresh and a["rel_sd"] * self.inflation >= self.tolerance:
+        if not fresh and a["rel_sd"] * self.inflation >= self.sd_limit:
             return a["rel_sd"] * self.inflation
         law = a["law"]
         law.bootstrap(n=self.confirm_bootstrap, seed=self.seed, level=0.6827, n_jobs=1)
