@@ -179,7 +179,8 @@ def scheme_datasets(points: pd.DataFrame, trials: pd.DataFrame) -> dict[str, obj
                 col = keep[f"param.{other}"]
                 keep = keep[col == col.max()]
         sub = ok[ok["trial_id"].isin(keep["trial_id"])]
-        sub = sub.assign(knob=sub["trial_id"].map(keep.set_index("trial_id")[f"param.{knob}"]))
+        by_trial = keep.drop_duplicates("trial_id").set_index("trial_id")  # one value per trial
+        sub = sub.assign(knob=sub["trial_id"].map(by_trial[f"param.{knob}"]))
         per_samples = sub.groupby("samples")["knob"].nunique()
         counts = per_samples[per_samples >= MIN_DISTINCT]
         if counts.empty:

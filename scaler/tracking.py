@@ -101,6 +101,7 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         self.sweep_name: str | None = None
         self.created_parent = False  # set by start_sweep: this process created the sweep's run
+        self._tried: set[str] = set()  # trial ids whose run this process has tried to create
         self._client: MlflowClient | None = None
 
     @property
@@ -178,9 +179,14 @@ class SweepTracker:
         """The trial's run (found or created) and the points it already holds (`logged_points`).
 
         `known`: run ids the driver's restored state maps to trials of its own (never adopted).
-        In a sweep this process started, no run can exist yet for a trial it starts: the searches
-        below (whose cost grows with the sweep's runs) are for resumed sweeps only."""
-        if self.created_parent:
+        In a sweep this process started, no run can exist yet for a trial it starts the first
+        time: the searches below (whose cost grows with the sweep's runs) are for resumed sweeps,
+        and for a retry here (a create whose reply was lost to a tracking outage may have made
+        the run: creating another would make two runs of one trial)."""
+        tried = self.__dict__.setdefault("_tried", set())  # absent in trackers pickled before it
+        first_try = trial_id not in tried
+        tried.add(trial_id)
+        if self.created_parent and first_try:
             return self._new_trial_run(trial_id, config), {}
         runs = self.client.search_runs(
             [self.experiment_id()],
@@ -211,6 +217,8 @@ class SweepTracker:
                 )
         if runs:
             run_id = runs[0].info.run_id
+            if "config" not in runs[0].data.params:  # created, but its params never written
+                self._log_params(run_id, self._trial_params(config))
             self.client.update_run(run_id, RunStatus.to_string(RunStatus.RUNNING))
             return run_id, self.logged_points(run_id)
         return self._new_trial_run(trial_id, config), {}
@@ -227,10 +235,14 @@ class SweepTracker:
                 "scaler.config_hash": config_hash(config),
             },
         )
+        self._log_params(run.info.run_id, self._trial_params(config))
+        return run.info.run_id
+
+    @staticmethod
+    def _trial_params(config: dict) -> dict[str, str]:
         params = {k: str(v) for k, v in flatten(config).items()}
         params["config"] = json.dumps(config, sort_keys=True)
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        return params
 
     def logged_points(self, run_id: str) -> dict[int, dict[str, float]]:
         """The eval points a run holds in MLflow: step -> its outcome metrics (`OUTCOME_METRICS`).

@@ -225,3 +225,25 @@ def test_a_resumed_driver_adopts_the_run_of_a_trial_its_state_never_knew(uri):
     third.on_trial_start(0, [], other)
     report(third, STEPS[0])
     assert third.runs["t0003"] != run_id  # not taken from the trial that owns it
+
+
+def test_a_retried_run_create_in_a_fresh_sweep_finds_the_run_its_lost_reply_made(uri):
+    """In a sweep this process started, a trial's run is created without a search, but only on
+    the first try: when that create reached the store and its reply was lost (a tracking outage),
+    the retry finds the run instead of making a second one, and writes its params if the first
+    try died before them."""
+    callback = driver(uri)
+    tracker = callback.tracker
+    assert tracker.created_parent
+    config = TRIAL.config
+    run_id, held = tracker.trial_run(TRIAL.trial_id, config)
+    assert held == {}
+    client = MlflowClient(uri)
+    again, _ = tracker.trial_run(TRIAL.trial_id, config)  # the retry
+    assert again == run_id
+    runs = client.search_runs(
+        [client.get_experiment_by_name("exactly-once").experiment_id],
+        filter_string=f"tags.`scaler.trial_id` = '{TRIAL.trial_id}'",
+    )
+    assert [r.info.run_id for r in runs] == [run_id]
+    assert json.loads(client.get_run(run_id).data.params["config"]) == config
