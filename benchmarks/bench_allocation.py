@@ -278,7 +278,7 @@ def pct(v: float) -> str:
     return "   no fit" if not math.isfinite(v) else f"{100 * v:8.2f}%"
 
 
-def print_public(seeds, budgets=AT) -> None:
+def print_public(seeds, budgets=AT) -> float:
     """Per public pool and budget: medians over seeds of each policy's target error."""
     print(
         f"public pools: target error of the law fitted on what each policy bought (median over "
@@ -323,6 +323,7 @@ def print_public(seeds, budgets=AT) -> None:
         "  replay seconds per seed (median): "
         + ", ".join(f"{p} {statistics.median(v):.2f}" for p, v in seconds.items())
     )
+    return statistics.median(ratios)
 
 
 def print_oracle(seeds, budgets=(0.1, 0.2)) -> None:
@@ -455,14 +456,17 @@ def main() -> None:
     args = parser.parse_args()
     seeds = range(2 if args.quick else args.seeds)
     if not args.bound_only:
-        print_public(seeds)
+        public = print_public(seeds)
         print()
         print_oracle(seeds)
         print()
         print_tolerance(seeds)
         print()
         print_speed(range(2 if args.quick else 3))
-        if not args.anytime:
+        if (
+            not args.anytime
+        ):  # random's error / adaptive's on the public pools (> 1: adaptive's lower)
+            print(f"ratio {1 / public:.2f}")
             return
         print()
     cases = [(f"oracle {name}", law, noise) for name, (law, noise) in ORACLE_CASES.items()]

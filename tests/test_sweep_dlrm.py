@@ -88,7 +88,10 @@ def test_adaptive_policy_drives_a_dlrm_sweep(tmp_path, ray_local):
     chosen = first["decision"]["chosen"]
     assert chosen["params"]["model.num_embeddings"] in (500, 2000, 8000)
     assert chosen["samples"] in (32768, 65536)
-    assert client.get_metric_history(run, "alloc.target_rel_sd")
+    modes = ("identifying", "information", "misfit")  # every pick explained, before a law too
+    assert first["decision"]["mode"].startswith(modes)
+    latest = json.loads(open(client.download_artifacts(run, "allocation/latest.json")).read())
+    assert latest["decision"]["mode"].startswith(modes)
     trials = scaler.trials("dlrm-adaptive", tracking_uri=result.tracking_uri)
     # adaptive may stop a running trial whose remaining eval points are worth little
     assert len(trials) == 4, trials
