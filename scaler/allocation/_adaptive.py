@@ -31,7 +31,8 @@ parameter-axis rows nearly uninformative about the target, so the budget flows t
 pays, with no special case.
 
 The sweep stops when sqrt(V) from finished points is below `tolerance / STOP_Z` (an error within
-the tolerance with 80 % probability, if Gaussian) and a bootstrap of the fit agrees (the first-order sd is too optimistic where the law is far from linear in its parameters,
+the tolerance with 80 % probability, if Gaussian) and a bootstrap of the fit agrees (the
+first-order sd is too optimistic where the law is far from linear in its parameters,
 e.g. an exponent near 0 with 1 % noise: measured 0.5-0.8x the realised error there, the bootstrap
 1.1x), when no candidate is expected to reduce V, or when the budget is spent; a running trial
 stops when the gain per cost of its remaining eval points falls below `stop_ratio` times that of
@@ -44,11 +45,11 @@ and the 15 IsoFLOP setups of Porian et al. 2024, `benchmarks/bench_allocation.py
 runs nearest the target extrapolates 2-10x better than a fit on the whole pool, and the variance
 criterion's cheap, far runs make it worse.  So in that mode the policy buys the candidates nearest
 the target (in log x, each axis scaled by the space's range), keeping budget for `MIN_RUNS` runs
-so that the law stays identified; it stops no running trial early.  Before a law can be fitted it
-does the same, each run costing at most an equal share of the budget left for the first
-`MIN_RUNS` (the median candidate's cost without a FLOP budget): the first runs are then useful
-whichever mode follows, and a law that fits has not been paid for at the largest runs' price.  The mode is re-decided
-after every refit and recorded with each decision.
+so that the law stays identified; it stops no running trial early.  Until the law is identified
+(three distinct values on every axis) it does the same, preferring runs that add a value on a thin
+axis, none dearer than half the budget left (the median candidate's cost without a FLOP budget):
+the first runs are then useful whichever mode follows, and a law that fits has not been paid for
+at the largest runs' price.  The mode is re-decided at every decision and recorded with it.
 """
 
 from __future__ import annotations
