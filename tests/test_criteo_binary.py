@@ -188,17 +188,22 @@ def test_loader_checks_the_manifest_and_names_bad_fields(prepared, tmp_path):
     assert trial_config(root, samples=9000, epochs=2).train.samples == 9000
 
 
+def binary_data(root, **extra) -> dict:
+    """The spec's `data` section for the prepared test days: days 0-1 train, day 2 evaluates."""
+    return {
+        "kind": "criteo_binary",
+        "path": str(root / "bin"),
+        "train_days": [0, 1],
+        "eval_days": [2],
+        "eval_rows": 2000,
+        **extra,
+    }
+
+
 def trial_config(root, samples=6000, epochs=1, eval_at=(2048, 6000)):
     return DLRMTrialConfig.model_validate(
         {
-            "data": {
-                "kind": "criteo_binary",
-                "path": str(root / "bin"),
-                "train_days": [0, 1],
-                "eval_days": [2],
-                "eval_rows": 2000,
-                "epochs": epochs,
-            },
+            "data": binary_data(root, epochs=epochs),
             "model": {
                 "embedding_dim": 8,
                 "num_embeddings": 1000,
@@ -275,13 +280,7 @@ def sweep_spec(root):
         "name": "criteo-binary-2workers",
         "backend": "dlrm",
         "dlrm": {
-            "data": {
-                "kind": "criteo_binary",
-                "path": str(root / "bin"),
-                "train_days": [0, 1],
-                "eval_days": [2],
-                "eval_rows": 2000,
-            },
+            "data": binary_data(root),
             "model": {"embedding_dim": 8, "bottom_mlp": [16], "top_mlp": [16]},
             "train": {"eval_samples": 2000, "num_threads": 1, "batch_size": 512},
         },
