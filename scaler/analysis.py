@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from scaler.costs import CostModel
+from scaler.fitter import lower_envelope
 from scaler.laws import MultiLaw, PowerLaw, backtest
 from scaler.laws._identify import Identification
 
@@ -166,7 +167,7 @@ def scheme_datasets(points: pd.DataFrame, trials: pd.DataFrame) -> dict[str, obj
         out["data"] = ("samples", largest["samples"].to_numpy(float), largest["loss"].to_numpy())
     else:
         out["data"] = f"needs {MIN_DISTINCT} distinct sample counts on the largest model"
-    env = _lower_envelope(ok)
+    env = lower_envelope(ok)
     if env["flops"].nunique() >= MIN_DISTINCT:
         out["compute"] = ("flops", env["flops"].to_numpy(float), env["loss"].to_numpy())
     else:
@@ -203,12 +204,6 @@ def resource_of(rows: pd.DataFrame) -> str:
     }
     moved = [c for c, m in moves.items() if m]
     return moved[0] if len(moved) == 1 and len(moves) == 2 else "params"
-
-
-def _lower_envelope(ok: pd.DataFrame) -> pd.DataFrame:
-    srt = ok.sort_values(["flops", "loss"])
-    best_before = np.minimum.accumulate(np.r_[np.inf, srt["loss"].to_numpy()[:-1]])
-    return srt[srt["loss"].to_numpy() < best_before]
 
 
 def drop_transients(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[tuple]]:

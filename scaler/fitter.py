@@ -3,8 +3,8 @@
 Pure pandas/NumPy on top of `scaler.laws`; the Tune callback feeds it and logs what it returns.
 Which points each law sees:
 
-- ``data``:    loss vs samples, from the eval points of the largest model trained
-               (with one model size: every eval point);
+- ``data``:    loss vs samples, from the eval points of the largest model trained with at
+               least `MIN_DISTINCT` of them (with one model size: every eval point);
 - ``params``:  loss vs parameters, at the largest sample count that at least 4 model sizes reached;
 - ``compute``: loss vs training FLOPs, on the lower envelope (each point better than every
                cheaper one) — the compute-efficient frontier;
@@ -13,13 +13,16 @@ Which points each law sees:
 Non-finite losses and trials marked diverged or failed are excluded with a reason.
 
 While a sweep runs, the callback calls `refit_live` after each finished trial. A refit costs time
-that grows with the points (a 1,000-trial sweep has thousands), and the driver that runs it is the
-one that keeps Ray Tune's loop turning, so live refits are coalesced: one runs only while refits
-have taken at most `live_share` of the driver's time since the first point, and it includes every
-point that arrived (the newest data wins). It is warm-started from the previous laws (their
-optimum polished beside the grid's best cell, not six cells). The final refit at the end of the
-sweep is a full one, from scratch, with the bootstrap: the laws a sweep reports do not depend on
-when its live refits happened to run.
+that grows with the points (a 1,000-trial sweep has thousands), and the driver is the process that
+keeps Ray Tune's loop turning, so live refits run off that loop, in one background thread, and are
+coalesced: at most one runs at a time; a new one starts only while refits have used (in CPU
+time) at most `live_share` of the driver's wall time since the first point, and it fits every
+point that has arrived by then (the newest data wins; requests made while one runs are folded
+into the next). A finished refit is collected by the next `refit_live` or `collect_live` call,
+on the caller's thread, so the fitter's history and latest report only ever change there. A live
+refit is warm-started from the previous laws (their optimum polished beside the grid's best
+cell, not six cells). The final refit at the end of the sweep is a full one, from scratch, with
+the bootstrap: the laws a sweep reports do not depend on when its live refits happened to run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,9 +77,17 @@ class OnlineFitter:
         self.trial_reason: dict[str, str] = {}  # trial id -> why all its points are excluded
         self.history: list[dict] = []  # one summary per refit
         self.latest: FitReport | None = None  # the last refit's report
-        self.coalesced = 0  # live refits not run (their points went into a later one)
+        self.coalesced = 0  # live refits not started (their points went into a later one)
         self._started: float | None = None  # perf_counter at the first point of this process
         self._live_seconds = 0.0  # spent in live refits by this process
+        self._executor: ThreadPoolExecutor | None = None  # made on first use; not pickled
+        self._running: tuple[Future, int] | None = None  # the live refit in flight, and its tag
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks (and so this) with the tuner
+        return {k: v for k, v in self.__dict__.items() if k not in ("_executor", "_running")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _executor=None, _running=None)
 
     # --- input ----------------------------------------------------------------------------
     def add(self, trial_id: str, point: EvalPoint, group: str | None = None) -> None:
@@ -111,13 +123,7 @@ class OnlineFitter:
 
     def spreads(self) -> pd.DataFrame:
         """Per tuned point: trials, best and worst final loss (at the point's budget)."""
-        df = self.frame()
-        tuned = df[df["group"].notna() & ~df["excluded"].str.startswith(("diverged", "failed"))]
-        if tuned.empty:
-            return pd.DataFrame(columns=["group", "trials", "best_loss", "worst_loss"])
-        last = tuned[tuned["samples"] == tuned.groupby("group")["samples"].transform("max")]
-        out = last.groupby("group")["loss"].agg(trials="count", best_loss="min", worst_loss="max")
-        return out.reset_index()
+        return _spreads(self.frame())
 
     def _reason(self, row: dict) -> str:
         if row["trial_id"] in self.trial_reason:
@@ -127,43 +133,79 @@ class OnlineFitter:
         return ""
 
     # --- fitting --------------------------------------------------------------------------
-    def refit_live(self) -> FitReport | None:
-        """A warm-started refit, or None when refits have already taken `live_share` of the
-        driver's time since the first point (the next one will include these points)."""
+    def refit_live(self, tag: int = 0) -> tuple[FitReport, int] | None:
+        """Start a warm-started refit on every point so far, off the caller's thread, unless one
+        is running or refits have already taken `live_share` of the driver's time (then the
+        request is coalesced into a later one). Returns a live refit that has finished since the
+        last call, with the `tag` it was started with (the callback's trials completed), or None."""
+        done = self.collect_live()
         now = time.perf_counter()
-        if self._live_seconds > self.live_share * (now - (self._started or now)):
+        if self._running is not None or self._live_seconds > self.live_share * (
+            now - (self._started or now)
+        ):
             self.coalesced += 1
+            return done
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="scaler-refit")
+        df = self.frame()  # a snapshot: points arriving during the refit wait for the next
+        previous = dict(self.latest.laws) if self.latest else {}
+        self._running = (self._executor.submit(self._timed_fit, df, previous), tag)
+        return done
+
+    def collect_live(self, wait: bool = False) -> tuple[FitReport, int] | None:
+        """The live refit in flight once it has finished (or, with `wait`, after waiting for it),
+        recorded as the latest report; None when none is in flight or it is still running."""
+        if self._running is None or not (wait or self._running[0].done()):
             return None
-        report = self.refit(bootstrap=0, warm=True)
-        self._live_seconds += time.perf_counter() - now
-        return report
+        future, tag = self._running
+        self._running = None
+        report, seconds = future.result()
+        self._live_seconds += seconds
+        self._record(report)
+        return report, tag
+
+    def _timed_fit(self, df: pd.DataFrame, previous: dict[str, Law]) -> tuple[FitReport, float]:
+        # the refit's CPU time, not its wall time: sharing the interpreter with Tune's loop
+        # stretches the latter without costing the trials anything
+        start = time.thread_time()
+        report = self._fit(df, bootstrap=0, previous=previous)
+        return report, time.thread_time() - start
 
     def refit(self, bootstrap: int | None = None, *, warm: bool = False) -> FitReport:
-        """Fit every law on the points so far (from scratch unless `warm`: see the module)."""
-        df = self.frame()
-        report = FitReport(n_points=len(df), n_excluded=int((df["excluded"] != "").sum()))
-        spreads = self.spreads()
-        if len(spreads):
-            report.tuned_points = len(spreads)
-            report.median_spread = float((spreads["worst_loss"] - spreads["best_loss"]).median())
-        ok = df[df["excluded"] == ""]
+        """Fit every law on the points so far, now, on this thread (from scratch unless `warm`:
+        see the module). A live refit still in flight is waited for first."""
+        self.collect_live(wait=True)
+        previous = dict(self.latest.laws) if warm and self.latest else {}
         n_boot = self.bootstrap if bootstrap is None else bootstrap
-        for name, (law, x, y) in self._datasets(ok).items():
-            if isinstance(x, str):
-                report.skipped[name] = x
-                continue
-            previous = self.latest.laws.get(name) if warm and self.latest else None
-            try:
-                law.fit(x, y, warm_start=previous)
-                if n_boot:
-                    law.bootstrap(n_boot, seed=self.seed)
-                report.laws[name] = law
-            except ValueError as exc:
-                report.skipped[name] = str(exc)
+        report = self._fit(self.frame(), bootstrap=n_boot, previous=previous)
+        self._record(report)
+        return report
+
+    def _record(self, report: FitReport) -> None:
         self.history.append(report.summary())
         self.latest = report
         for name, why in report.skipped.items():
             log.debug("law %s not fitted: %s", name, why)
+
+    def _fit(self, df: pd.DataFrame, bootstrap: int, previous: dict[str, Law]) -> FitReport:
+        """Every law fitted on the frame `df`; touches no state of the fitter (it runs on the
+        refit thread too)."""
+        report = FitReport(n_points=len(df), n_excluded=int((df["excluded"] != "").sum()))
+        spreads = _spreads(df)
+        if len(spreads):
+            report.tuned_points = len(spreads)
+            report.median_spread = float((spreads["worst_loss"] - spreads["best_loss"]).median())
+        for name, (law, x, y) in self._datasets(df[df["excluded"] == ""]).items():
+            if isinstance(x, str):
+                report.skipped[name] = x
+                continue
+            try:
+                law.fit(x, y, warm_start=previous.get(name))
+                if bootstrap:
+                    law.bootstrap(bootstrap, seed=self.seed)
+                report.laws[name] = law
+            except ValueError as exc:
+                report.skipped[name] = str(exc)
         return report
 
     def _datasets(self, ok: pd.DataFrame) -> dict:
@@ -171,8 +213,12 @@ class OnlineFitter:
         n_sizes = ok["params"].nunique()
         n_samples = ok["samples"].nunique()
 
-        largest = ok[ok["params"] == ok["params"].max()] if len(ok) else ok
-        if largest["samples"].nunique() >= MIN_DISTINCT:
+        # the largest model with enough eval points: while a larger one is still training (its
+        # first points in), the data law stays on the last model that has them, not gone
+        counts = ok.groupby("params")["samples"].nunique()
+        enough = counts[counts >= MIN_DISTINCT]
+        if len(enough):
+            largest = ok[ok["params"] == enough.index.max()]
             out["data"] = (
                 PowerLaw(),
                 largest["samples"].to_numpy(float),
@@ -195,7 +241,7 @@ class OnlineFitter:
                 None,
             )
 
-        env = _lower_envelope(ok)
+        env = lower_envelope(ok)
         if env["flops"].nunique() >= MIN_DISTINCT:
             out["compute"] = (PowerLaw(), env["flops"].to_numpy(float), env["loss"].to_numpy())
         else:
@@ -236,6 +282,16 @@ def best_of_groups(df: pd.DataFrame) -> dict[str, str]:
     return {g: rows.loc[rows["loss"].idxmin(), "trial_id"] for g, rows in last.groupby("group")}
 
 
+def _spreads(df: pd.DataFrame) -> pd.DataFrame:
+    """Per tuned point of the frame `df`: trials, best and worst final loss."""
+    tuned = df[df["group"].notna() & ~df["excluded"].str.startswith(("diverged", "failed"))]
+    if tuned.empty:
+        return pd.DataFrame(columns=["group", "trials", "best_loss", "worst_loss"])
+    last = tuned[tuned["samples"] == tuned.groupby("group")["samples"].transform("max")]
+    out = last.groupby("group")["loss"].agg(trials="count", best_loss="min", worst_loss="max")
+    return out.reset_index()
+
+
 def _params_slice(ok: pd.DataFrame) -> pd.DataFrame | None:
     """Points at the largest sample count that MIN_DISTINCT model sizes reached."""
     if ok.empty:
@@ -247,7 +303,7 @@ def _params_slice(ok: pd.DataFrame) -> pd.DataFrame | None:
     return ok[ok["samples"] == counts.index.max()]
 
 
-def _lower_envelope(ok: pd.DataFrame) -> pd.DataFrame:
+def lower_envelope(ok: pd.DataFrame) -> pd.DataFrame:
     """Points whose loss beats every point with fewer FLOPs."""
     if ok.empty:
         return ok

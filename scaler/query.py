@@ -187,14 +187,17 @@ def laws(sweep: str, tracking_uri: str | None = None) -> dict[str, Law]:
 
 
 def fit_history(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Law parameters after each refit (metrics `law.<name>.<param>`, step = trials completed)."""
+    """Law parameters after each refit: one row per refit (`trials_completed`), a column
+    `law.<name>.<param>` per parameter (the parent run's metrics `law.<name>/<param>`; stores
+    written before they were grouped for the UI have `law.<name>.<param>`)."""
     client = _client(tracking_uri)
     parent = _parent(client, sweep)
     rows: dict[int, dict] = {}
     for key in parent.data.metrics:
         if key.startswith("law."):
+            column = key.replace("/", ".")
             for m in client.get_metric_history(parent.info.run_id, key):
-                rows.setdefault(m.step, {"trials_completed": m.step})[key] = m.value
+                rows.setdefault(m.step, {"trials_completed": m.step})[column] = m.value
     return pd.DataFrame([rows[s] for s in sorted(rows)])
 
 

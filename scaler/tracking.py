@@ -36,8 +36,8 @@ def sweep_description(spec: dict) -> str:
         f"Scaling sweep **{spec.get('name')}**: backend {spec.get('backend')}, policy "
         f"{(spec.get('policy') or {}).get('name')}; scales {knobs} and samples; budget {budget}. "
         "Each child run is one trial (loss, NE, AUC against samples); the laws, refitted as "
-        "trials finish and once more at the end, are the `law.*` metrics (step = trials "
-        "completed)."
+        "trials finish and once more at the end, are the metrics `law.<name>/<param>`, one "
+        "chart section per law under Model metrics (step = trials completed)."
     )
 
 
@@ -299,7 +299,7 @@ class SweepTracker:
             values = {**law["params"], "mape": law["mape"], "n": law["n"], "identified": identified}
             for key, value in values.items():
                 if math.isfinite(value):
-                    metrics.append(Metric(f"law.{name}.{key}", float(value), timestamp_ms, step))
+                    metrics.append(Metric(f"law.{name}/{key}", float(value), timestamp_ms, step))
         if metrics:
             self.client.log_batch(self.parent_run_id, metrics=metrics)
         self.client.log_dict(self.parent_run_id, summary, f"laws/fit_{step:05d}.json")
@@ -317,15 +317,15 @@ class SweepTracker:
     def log_allocation(self, record: dict, step: int, timestamp_ms: int) -> None:
         """The allocation record after a refit (see SweepCallback._log_allocation)."""
         values = {
-            "budget.fraction_spent": record["fraction_spent"],
-            "budget.flops_spent": record["flops_spent"],
+            "budget/fraction_spent": record["fraction_spent"],
+            "budget/flops_spent": record["flops_spent"],
         }
         decision = record.get("decision") or {}
         for key in ("target_rel_sd", "target_rel_sd_bootstrap"):
             if decision.get(key) is not None:
-                values[f"alloc.{key}"] = decision[key]
+                values[f"alloc/{key}"] = decision[key]
         if decision.get("top"):
-            values["alloc.best_gain_per_flop"] = decision["top"][0]["gain_per_cost"]
+            values["alloc/best_gain_per_flop"] = decision["top"][0]["gain_per_cost"]
         finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
         self.log_sweep_metrics(finite, step, timestamp_ms)
         self.client.log_dict(self.parent_run_id, record, "allocation/latest.json")

@@ -128,7 +128,7 @@ def sweeps(tmp_path_factory, ray_local):
 
 def flops_spent(result) -> float:
     client = MlflowClient(result.tracking_uri)
-    return client.get_run(result.parent_run_id).data.metrics["budget.flops_spent"]
+    return client.get_run(result.parent_run_id).data.metrics["budget/flops_spent"]
 
 
 @pytest.mark.ray
@@ -167,8 +167,10 @@ def test_mlflow_shows_the_adaptive_decisions(sweeps):
     assert all(t["gain_per_cost"] >= 0 for t in decision["top"])
     spent = first["spent_per_axis"]
     assert set(spent) == {"n_params", "samples"} and sum(spent["samples"].values()) > 0
-    sd = [m.value for m in client.get_metric_history(run, "alloc.target_rel_sd")]
-    assert len(sd) >= 3 and sd[-1] < sd[0]
+    sd = [m.value for m in client.get_metric_history(run, "alloc/target_rel_sd")]
+    # recorded as the decisions go; it falls as runs land (a refit that finds more misfit may
+    # raise it again, so the last value need not be the smallest)
+    assert len(sd) >= 3 and min(sd[1:]) < sd[0]
 
 
 @pytest.mark.ray

@@ -1,5 +1,7 @@
 """One contract table for every allocation policy: budget, space, determinism, resume."""
 
+from collections import deque
+
 import numpy as np
 import pytest
 
@@ -126,6 +128,40 @@ def test_adaptive_stops_at_the_tolerance_and_explains_every_decision():
         assert set(d["cost_position"]) == {"params", "samples"}
         assert all(0 <= v <= 1 for v in d["cost_position"].values())
     assert len(chosen) < len(space())
+
+
+def drive_concurrently(policy, design, ledger, width=2):
+    """As a live sweep at concurrency `width` runs a policy: a trial starts as soon as one
+    finishes, so another is always running when the policy decides."""
+    results, running, chosen = observe(design), deque(), []
+    while True:
+        while len(running) < width and (c := policy.propose(ledger)) is not None:
+            tid = f"t{len(chosen):05d}"
+            ledger.start(tid, c.flops)
+            running.append((tid, c))
+            chosen.append(c)
+        if not running:
+            return chosen
+        tid, c = running.popleft()
+        policy.on_result(tid, c, results(c))
+        policy.on_complete(tid, c)
+        ledger.finish(tid, c.flops, None)
+
+
+def test_the_tolerance_stop_comes_while_other_trials_run():
+    """Found by benchmarks/bench_tolerance_live.py: the stop waited for no trial to be running,
+    which at concurrency 2 or more never happens, so live sweeps ran to the end of the budget."""
+    sequential = Design(size_of=candidate_size)
+    alone = drive(
+        make_policy("adaptive", space(), 0, design=sequential, tolerance=0.02),
+        sequential,
+        Ledger(flops_limit=TOTAL),
+    )
+    design = Design(size_of=candidate_size)
+    policy = make_policy("adaptive", space(), 0, design=design, tolerance=0.02)
+    chosen = drive_concurrently(policy, design, Ledger(flops_limit=TOTAL))
+    assert policy.done_reason and "below tolerance" in policy.done_reason
+    assert len(chosen) <= len(alone) + 2 < len(space())  # at most the trials already running
 
 
 def test_halving_promotes_only_the_best_third_of_a_rung():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -40,6 +41,19 @@ def test_data_law_of_the_largest_model_has_the_right_constant():
     assert "params" in report.skipped  # only 2 sizes
 
 
+def test_the_data_law_stays_on_the_largest_model_with_enough_points():
+    """A larger model that has just started (two eval points in) does not make the live data
+    law disappear: it stays on the largest model with MIN_DISTINCT sample counts."""
+    fitter = OnlineFitter()
+    feed(fitter, [1e5, 1e7])
+    (first, second, *_) = oracle_points(ORACLE, 1e8, 10**7, eval_schedule(10**7, 6), seed=9)
+    fitter.add("t9", first)
+    fitter.add("t9", second)
+    report = fitter.refit()
+    assert report.laws["data"].n_ == 6  # the 1e7 model's six points
+    assert report.laws["data"].params_.c == pytest.approx(0.45 + 60 * 1e7**-0.3, rel=0.02)
+
+
 def test_diverged_points_and_trials_are_excluded_with_reasons():
     fitter = OnlineFitter()
     feed(fitter, np.geomspace(1e5, 1e8, 5))
@@ -75,16 +89,27 @@ def test_readding_a_point_replaces_it():
     assert len(fitter.frame()) == n
 
 
-def test_live_refits_are_coalesced_warm_and_leave_the_final_fit_unchanged():
-    """Live refits are skipped while refits have taken more than `live_share` of the time; a
-    warm-started refit lands on the cold fit's optimum; the final (cold) fit does not depend on
-    which live refits ran."""
-    fitter = OnlineFitter(live_share=0.0)  # every live refit after the first is coalesced
+def test_live_refits_run_off_the_callers_thread_coalesced_and_warm():
+    """A live refit runs in the background thread (the caller gets None, then the report with its
+    tag on a later call); requests while one runs, or after refits have taken more than
+    `live_share` of the time, are coalesced; a warm-started refit lands on the cold fit's
+    optimum; the final (cold) fit does not depend on which live refits ran."""
+    fitter = OnlineFitter(live_share=0.0)  # after the first, every live refit is coalesced
     feed(fitter, np.geomspace(1e5, 1e8, 4))
-    first = fitter.refit_live()
-    assert first is not None and fitter.latest is first
-    feed(fitter, np.geomspace(1e5, 1e8, 6))  # more points arrive: this refit waits
-    assert fitter.refit_live() is None and fitter.coalesced == 1 and fitter.latest is first
+    assert fitter.refit_live(tag=4) is None and fitter.latest is None  # started, not waited for
+    thread = fitter._running[0]
+    assert fitter.refit_live(tag=5) is None and fitter.coalesced == 1  # one runs at a time
+    report, tag = fitter.collect_live(wait=True)
+    assert thread.done() and tag == 4 and fitter.latest is report and report.n_points == 24
+    assert len(fitter.history) == 1 and fitter.collect_live() is None
+    first = report
+    feed(fitter, np.geomspace(1e5, 1e8, 6))  # more points arrive: over the share, this waits
+    assert fitter.refit_live(tag=6) is None and fitter.coalesced == 2 and fitter.latest is first
+    assert fitter._running is None
+    fitter.live_share = 1.0  # within the share again: the next request fits every point so far
+    fitter.refit_live(tag=7)
+    assert fitter.collect_live(wait=True)[0].n_points == len(fitter.frame())
+    assert pickle.loads(pickle.dumps(fitter)).history == fitter.history  # the thread is not pickled
 
     warm = fitter.refit(warm=True)
     cold = OnlineFitter()

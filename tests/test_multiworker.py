@@ -126,6 +126,7 @@ def test_two_workers_reach_the_single_process_loss_curve(tmp_path, single, types
     assert all(p.device_seconds > 1.5 * p.wall_seconds for p in points)
 
 
+@pytest.mark.slow  # ~25 s: four 2-worker and 1-worker runs through Ray Train
 def test_checkpoints_resume_across_world_sizes(tmp_path, single):
     ref, single_mid = single
     fresh, mid = run_sharded(tmp_path)

@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import scaler
+from scaler.cli.ui import TRAINING
 from scaler.spec import parse_spec
 from scaler.trial.oracle import eval_schedule, oracle_points
 
@@ -83,8 +84,18 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_every_eval_point(s
         == "oracle-test"
     )
     # refitted while trials ran (coalesced: not after every trial), and at the end, on all 50
-    steps = sorted(m.step for m in client.get_metric_history(parent.info.run_id, "law.joint.alpha"))
-    assert len(set(steps)) >= 3 and steps[0] < 50 and steps[-1] == 50
+    steps = sorted(m.step for m in client.get_metric_history(parent.info.run_id, "law.joint/alpha"))
+    assert len(set(steps)) >= 2 and steps[0] < 50 and steps[-1] == 50
+    # grouped for the UI's chart sections: one per law, the budget, the allocation
+    sections = {key.split("/")[0] for key in parent.data.metrics}
+    assert {"law.joint", "law.data", "budget"} <= sections, sections
+    history = scaler.fit_history("oracle-test", tracking_uri=result.tracking_uri)
+    assert (
+        set(steps) <= set(history["trials_completed"])
+        and history["trials_completed"].is_monotonic_increasing
+    )
+    final = result.report.laws["joint"].params_.alpha  # a live refit may share the last step
+    assert history["law.joint.alpha"].iloc[-1] == pytest.approx(final, rel=1e-2)
 
 
 def test_fitted_joint_law_recovers_the_oracle(sweep):
@@ -218,7 +229,8 @@ def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
         assert listening_addresses(int(base.rsplit(":", 1)[1])) == {"0100007F"}  # loopback only
     printed = out[0]
     # it points the user at the sweep's runs and its parent run, not just the server
-    assert f"{base}/#/experiments/{exp_id}/runs/{result.parent_run_id}" in printed, printed[:2000]
+    parent_page = f"{base}/#/experiments/{exp_id}/runs/{result.parent_run_id}"
+    assert f"{parent_page}?workflowType=machine_learning" in printed, printed[:2000]
 
 
 # Screenshots of the browser test land here (README: "Watching a sweep"); CI keeps the folder.
@@ -276,9 +288,16 @@ def test_the_sweep_in_a_real_browser(sweep, tmp_path):
         runs_page = f"{base}/#/experiments/{exp_id}/runs"
         parent_page = f"{runs_page}/{result.parent_run_id}"
         _, runs = browse(runs_page, SCREENSHOTS / "sweep_runs.png", tmp_path / "p1")
-        _, parent = browse(parent_page, SCREENSHOTS / "sweep_run.png", tmp_path / "p2")
+        # as `scaler ui` prints it: in the UI's model-training mode (a fresh browser's run page
+        # is otherwise in GenAI mode, under "Evaluation runs")
+        _, parent = browse(parent_page + TRAINING, SCREENSHOTS / "sweep_run.png", tmp_path / "p2")
+        _, charts = browse(
+            f"{parent_page}/model-metrics{TRAINING}",
+            SCREENSHOTS / "sweep_charts.png",
+            tmp_path / "p4",
+        )
         dom, plot = browse(
-            f"{parent_page}/artifacts/plots/laws.png",
+            f"{parent_page}/artifacts/plots/laws.png{TRAINING}",
             SCREENSHOTS / "sweep_laws_plot.png",
             tmp_path / "p3",
         )
@@ -286,9 +305,13 @@ def test_the_sweep_in_a_real_browser(sweep, tmp_path):
     assert "Training runs" in runs and "oracle-test" in runs, runs[:3000]
     assert "Traces 0" not in runs and "Token usage" not in runs
     # the parent run: its child runs are the sweep's trials, its description says what it is
+    assert "Evaluation runs" not in parent, parent[:3000]  # the GenAI mode's navigation
     shown = set(re.findall(r"trial-[0-9a-f]{5,}", parent))
     assert shown and shown <= trials, (shown, parent[:3000])
     assert "Scaling sweep" in parent and "Latest laws" in parent, parent[:3000]
+    # its charts come in sections: one per law (its parameters against trials completed), the
+    # budget spent
+    assert "law.joint" in charts and "budget" in charts, charts[:3000]
     # the artifacts view renders the law plot as an image
     assert "plots/laws.png" in plot and re.search(r"<img[^>]+laws\.png", dom), plot[:3000]
 

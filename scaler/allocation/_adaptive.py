@@ -390,7 +390,9 @@ class AdaptivePolicy(Policy):
                 }
             )
             return self._choose(i)
-        if self.tolerance is not None and a["rel_sd"] < self.sd_limit and not self.running:
+        # the sd is that of the points seen: trials still running need not finish first (with
+        # any concurrency one always is, and the stop never came before the budget's end)
+        if self.tolerance is not None and a["rel_sd"] < self.sd_limit:
             boot = self._confirm(a)
             if boot is None or boot < self.sd_limit:
                 self.done_reason = f"target relative sd {a['rel_sd']:.4g}" + (

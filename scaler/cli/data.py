@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from scaler.data.criteo_binary import MALFORMED_SUMMARY, MANIFEST, prepare_criteo
-
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="prepare data sets for trials")
@@ -33,6 +31,10 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args) -> int:
+    # imported here: TorchRec's Criteo reader takes seconds to import, and every command builds
+    # this parser
+    from scaler.data.criteo_binary import MALFORMED_SUMMARY, MANIFEST, prepare_criteo
+
     use_ray = args.address is not None
     if use_ray:
         import ray

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
-
-from scaler import query
-
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="print a sweep's trials (or eval points) from MLflow")
@@ -20,6 +16,10 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd
+
+    from scaler import query
+
     df = (query.points if args.points else query.trials)(args.sweep, args.tracking_uri)
     if args.csv:
         df.to_csv(sys.stdout, index=False)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scaler.report import to_json, write_report
-
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="analyse a sweep from MLflow: laws, verdicts, frontier, plots")
@@ -40,6 +38,8 @@ def add_parser(sub, name: str) -> None:
 def run(args) -> int:
     if args.memory_cap is not None and not args.memory_cap > 0:
         raise ValueError(f"--memory-cap is {args.memory_cap}, but must be > 0 bytes")
+    from scaler.report import to_json, write_report
+
     out = args.out or Path(f"report-{args.sweep}")
     an, md = write_report(
         args.sweep,

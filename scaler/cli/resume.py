@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from scaler.cli import run as run_cmd
-from scaler.resume import load_saved_spec
 
 
 def add_parser(sub, name: str) -> None:
@@ -20,6 +19,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args) -> int:
+    from scaler.resume import load_saved_spec
     from scaler.sweep import DEFAULT_STORAGE
 
     spec = load_saved_spec(Path(args.storage or DEFAULT_STORAGE), args.sweep)

@@ -7,9 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from scaler.cli.fit import FORMULAS
 from scaler.spec import load_spec
-from scaler.tracking import ui_hint
 
 
 def add_parser(sub, name: str) -> None:
@@ -120,7 +118,10 @@ def run(args) -> int:
 
 
 def execute(spec, args, *, resume: bool = False) -> int:
-    from scaler.sweep import run_sweep  # imports Ray: only once the spec is known to be good
+    # imports Ray and MLflow: only once the spec is known to be good
+    from scaler.cli.fit import FORMULAS
+    from scaler.sweep import run_sweep
+    from scaler.tracking import ui_hint
 
     print(f"sweep {spec.name}: backend {spec.backend}, policy {spec.policy.name}", flush=True)
     result = run_sweep(

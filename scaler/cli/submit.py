@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from scaler.spec import load_spec
-from scaler.tracking import default_tracking_uri, ui_hint
 
 # never uploaded with the working dir (Ray's limit is 500 MiB; these are local state)
 EXCLUDES = [
@@ -105,6 +104,8 @@ def job_request(args) -> dict:
         runtime_env["env_vars"] = env
     if args.pip:
         runtime_env["pip"] = list(args.pip)
+    from scaler.tracking import default_tracking_uri
+
     tracking = args.tracking_uri or spec.tracking.uri or default_tracking_uri(Path(storage))
     return {
         "entrypoint": shlex.join(command),
@@ -133,6 +134,7 @@ def _submit(args, request: dict) -> int:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from scaler.cluster import AddressError
+    from scaler.tracking import ui_hint
 
     spec, tracking = request.pop("_spec"), request.pop("_tracking")
     try:

@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 
-from scaler.query import resolve_uri
-
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="start the MLflow UI on the sweep store (127.0.0.1 by default)")
@@ -42,8 +40,15 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     ]
 
 
+# MLflow 3's UI has two modes, GenAI and model training, and a page opened by its link alone (a
+# run's page, say) shows in the one last used, GenAI on a fresh browser: its breadcrumb then says
+# "Evaluations". The query parameter selects model training.
+TRAINING = "?workflowType=machine_learning"
+
+
 def sweep_urls(uri: str, base: str) -> list[tuple[str, str, str]]:
-    """(sweep, runs page, parent run page) per sweep in the store, oldest first."""
+    """(sweep, runs page, parent run page) per sweep in the store, oldest first, opening in the
+    UI's model-training mode."""
     from mlflow.tracking import MlflowClient
 
     from scaler.query import sweeps
@@ -57,7 +62,7 @@ def sweep_urls(uri: str, base: str) -> list[tuple[str, str, str]]:
     for row in df.sort_values("start_time").itertuples():
         exp = client.get_run(row.run_id).info.experiment_id
         pages = f"{base}/#/experiments/{exp}/runs"
-        lines.append((row.sweep, pages, f"{pages}/{row.run_id}"))
+        lines.append((row.sweep, f"{pages}{TRAINING}", f"{pages}/{row.run_id}{TRAINING}"))
     return lines
 
 
@@ -92,6 +97,8 @@ for _ in range(120):
 def run(args) -> int:
     if not 0 < args.port < 65536:
         raise ValueError(f"--port is {args.port}, but must be in 1..65535")
+    from scaler.query import resolve_uri
+
     uri = resolve_uri(args.tracking_uri)
     cmd = server_command(uri, args.host, args.port)
     base = f"http://{args.host}:{args.port}"

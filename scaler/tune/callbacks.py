@@ -253,13 +253,25 @@ class SweepCallback(Callback):
         status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
         self._end_trial(trial, status, reason)
         self.completed += 1
-        report = self.fitter.refit_live()  # None: coalesced into a later refit (scaler.fitter)
-        now = int(time.time() * 1000)
-        if report is not None:
-            summary = report.summary()
-            self.outbox.submit("fit", {"summary": summary, "step": self.completed, "ts": now})
-        self._log_allocation(now, refitted=report is not None)
+        # a refit starts in the background (or is coalesced into a later one: scaler.fitter);
+        # one that finished since the last look is logged now
+        self._log_live_fit(self.fitter.refit_live(tag=self.completed))
         self._show(trials, trial, self.fitter.latest)
+
+    def on_step_end(self, iteration, trials, **info):
+        # Tune's loop turns often: a live refit that finished between trials is logged here
+        done = self.fitter.collect_live()
+        if done is not None:
+            self._log_live_fit(done)
+
+    def _log_live_fit(self, done: tuple[FitReport, int] | None) -> None:
+        """A finished live refit to MLflow (step: trials completed when it started), with the
+        allocation record; without one, a new decision of the policy alone."""
+        now = int(time.time() * 1000)
+        if done is not None:
+            report, step = done
+            self.outbox.submit("fit", {"summary": report.summary(), "step": step, "ts": now})
+        self._log_allocation(now, refitted=done is not None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = f"failed: {_error_line(trial)}"
@@ -277,8 +289,8 @@ class SweepCallback(Callback):
         ledger = self.ledger_of() if self.ledger_of else None
         if ledger is not None:
             values = {
-                "budget.flops_spent": ledger.spent_flops,
-                "budget.device_seconds": ledger.spent_device_seconds,
+                "budget/flops_spent": ledger.spent_flops,
+                "budget/device_seconds": ledger.spent_device_seconds,
             }
             self.outbox.submit(
                 "sweep_metrics", {"values": values, "step": self.completed, "ts": now}

@@ -122,7 +122,7 @@ def records(name: str, uri: str):
     by_cell = points.set_index(["param.n_params", "samples_budget", "samples"])["loss"]
     client = MlflowClient(uri)
     parent = scaler.sweeps(uri).query(f"sweep == '{name}'")["run_id"].iloc[-1]
-    spent = client.get_run(parent).data.metrics["budget.flops_spent"]
+    spent = client.get_run(parent).data.metrics["budget/flops_spent"]
     return trials, by_cell.sort_index(), scaler.laws(name, tracking_uri=uri), spent
 
 

@@ -44,6 +44,7 @@ def _kill_mid_trial(experiment: Path, proc, timeout: float, points: int) -> tupl
     raise AssertionError(f"no trial reported 2 points within {timeout} s")
 
 
+@pytest.mark.slow  # ~35 s: a real sweep whose trial worker is killed and retried
 def test_trial_worker_sigkill_retries_from_checkpoint_in_same_run(tmp_path):
     spec = write_spec(
         tmp_path / "slow.yaml",
