@@ -122,6 +122,29 @@ def run_scaler(spec, storage: Path) -> tuple[list[float], str]:
     return done, result.tracking_uri
 
 
+class CpuMeter:
+    """CPU seconds of this (driver) process, all its threads, and of the whole machine
+    (/proc/stat), between `start` and `stop`: where the cores went during one side's run."""
+
+    def start(self) -> None:
+        self.t0, self.p0, self.m0 = time.perf_counter(), time.process_time(), self._machine()
+
+    def stop(self) -> tuple[float, float, float]:
+        """(wall s, driver CPU s, machine busy fraction)."""
+        wall = time.perf_counter() - self.t0
+        busy = (self._machine() - self.m0) / (wall * (os.cpu_count() or 1))
+        return wall, time.process_time() - self.p0, busy
+
+    @staticmethod
+    def _machine() -> float:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except OSError:
+            return math.nan
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def per_hundred(done: list[float]) -> list[float]:
     marks = [0.0, *done[99::100]]
     return [b - a for a, b in itertools.pairwise(marks)]
@@ -161,21 +184,24 @@ def main() -> None:
             spec = spec_for(n, args.concurrency, f"scale-{n}", args.delay)
             storage = Path(tmp) / str(n)
             order = ["bare", "scaler"] if i % 2 == 0 else ["scaler", "bare"]
-            times, uri = {}, None
+            times, cpu, uri = {}, {}, None
             for side in order:
+                meter = CpuMeter()
+                meter.start()
                 if side == "bare":
                     times["bare"] = run_bare(spec, storage / "bare")
                 else:
                     times["scaler"], uri = run_scaler(spec, storage / "scaler")
+                cpu[side] = meter.stop()
                 print(f"{n} trials, {side}: {times[side][-1]:.0f} s", flush=True)
             q, r = query_and_report(spec, uri, storage / "report")
-            rows.append((n, times, q, r))
+            rows.append((n, times, cpu, q, r))
 
     print(
         f"\nconcurrency {args.concurrency}, 0.25 CPU per trial, {os.cpu_count()} cores, "
         f"trials of 4 eval points {args.delay} s apart"
     )
-    for n, times, q, r in rows:
+    for n, times, cpu, q, r in rows:
         print(f"\n{n} trials: seconds per 100 trials, in completion order")
         for side in ("bare", "scaler"):
             print(f"  {side:7s}", " ".join(f"{s:6.1f}" for s in per_hundred(times[side])))
@@ -186,8 +212,15 @@ def main() -> None:
             f"  scaler: last 100 / trials 100-200 = {flat:.2f}x (goal <= 1.3x); "
             f"throughput vs bare Tune = {throughput:.2f}x (goal >= 1.0x); "
             f"median s/100: bare {statistics.median(per_hundred(times['bare'])):.1f}, "
-            f"scaler {statistics.median(sc):.1f}"
+            f"scaler {statistics.median(sc):.1f} (ratio "
+            f"{statistics.median(per_hundred(times['bare'])) / statistics.median(sc):.2f}x)"
         )
+        for side in ("bare", "scaler"):
+            wall, driver, busy = cpu[side]
+            print(
+                f"  {side:7s} driver CPU {100 * driver / n:.2f} s per 100 trials "
+                f"({driver / wall:.0%} of a core); machine busy {busy:.0%}"
+            )
         print(f"  query (trials + points) {q:.1f} s (goal < 10 s); report analysis {r:.1f} s")
 
 

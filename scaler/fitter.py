@@ -65,6 +65,28 @@ class FitReport:
         }
 
 
+def _frame(rows: list[dict], trial_reason: dict[str, str]) -> pd.DataFrame:
+    """The points `rows` as a frame, with an `excluded` column holding the reason (empty if
+    used): the trial's reason, a non-finite loss, or not the best trial of its tuned point."""
+    cols = ["trial_id", *EvalPoint.__dataclass_fields__, "params", "group", "excluded"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    df["excluded"] = [_reason(r, trial_reason) for r in rows]
+    best = best_of_groups(df[df["excluded"] == ""])
+    not_best = df["group"].notna() & ~df["trial_id"].isin(best.values()) & (df["excluded"] == "")
+    df.loc[not_best, "excluded"] = "tuning: not the best run of its scale point"
+    return df[cols]
+
+
+def _reason(row: dict, trial_reason: dict[str, str]) -> str:
+    if row["trial_id"] in trial_reason:
+        return trial_reason[row["trial_id"]]
+    if not (math.isfinite(row["loss"]) and row["loss"] > 0):
+        return f"diverged: loss is {row['loss']}"
+    return ""
+
+
 class OnlineFitter:
     """Collects eval points by trial and refits on demand."""
 
@@ -109,28 +131,11 @@ class OnlineFitter:
     # --- views ----------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """All eval points, with an `excluded` column holding the reason (empty if used)."""
-        cols = ["trial_id", *EvalPoint.__dataclass_fields__, "params", "group", "excluded"]
-        if not self.rows:
-            return pd.DataFrame(columns=cols)
-        df = pd.DataFrame(self.rows)
-        df["excluded"] = [self._reason(r) for r in self.rows]
-        best = best_of_groups(df[df["excluded"] == ""])
-        not_best = (
-            df["group"].notna() & ~df["trial_id"].isin(best.values()) & (df["excluded"] == "")
-        )
-        df.loc[not_best, "excluded"] = "tuning: not the best run of its scale point"
-        return df[cols]
+        return _frame(self.rows, self.trial_reason)
 
     def spreads(self) -> pd.DataFrame:
         """Per tuned point: trials, best and worst final loss (at the point's budget)."""
         return _spreads(self.frame())
-
-    def _reason(self, row: dict) -> str:
-        if row["trial_id"] in self.trial_reason:
-            return self.trial_reason[row["trial_id"]]
-        if not (math.isfinite(row["loss"]) and row["loss"] > 0):
-            return f"diverged: loss is {row['loss']}"
-        return ""
 
     # --- fitting --------------------------------------------------------------------------
     def refit_live(self, tag: int = 0) -> tuple[FitReport, int] | None:
@@ -147,9 +152,11 @@ class OnlineFitter:
             return done
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="scaler-refit")
-        df = self.frame()  # a snapshot: points arriving during the refit wait for the next
+        # a snapshot (rows are replaced, never changed in place): points arriving during the
+        # refit wait for the next; the frame is built on the refit's thread, off the caller's
+        rows, reasons = list(self.rows), dict(self.trial_reason)
         previous = dict(self.latest.laws) if self.latest else {}
-        self._running = (self._executor.submit(self._timed_fit, df, previous), tag)
+        self._running = (self._executor.submit(self._timed_fit, rows, reasons, previous), tag)
         return done
 
     def collect_live(self, wait: bool = False) -> tuple[FitReport, int] | None:
@@ -164,11 +171,13 @@ class OnlineFitter:
         self._record(report)
         return report, tag
 
-    def _timed_fit(self, df: pd.DataFrame, previous: dict[str, Law]) -> tuple[FitReport, float]:
+    def _timed_fit(
+        self, rows: list[dict], reasons: dict[str, str], previous: dict[str, Law]
+    ) -> tuple[FitReport, float]:
         # the refit's CPU time, not its wall time: sharing the interpreter with Tune's loop
         # stretches the latter without costing the trials anything
         start = time.thread_time()
-        report = self._fit(df, bootstrap=0, previous=previous)
+        report = self._fit(_frame(rows, reasons), bootstrap=0, previous=previous)
         return report, time.thread_time() - start
 
     def refit(self, bootstrap: int | None = None, *, warm: bool = False) -> FitReport:

@@ -1,11 +1,23 @@
 """MLflow writes that survive a tracking-server outage: queued as plain data, sent in order,
-retried with exponential backoff (tenacity), and kept in the callback's saved state until sent.
+retried with exponential backoff, and kept in the callback's saved state until sent.
 
-While the server is down the driver keeps scheduling and trials keep training: each event waits in
-the outbox (one short retry burst per new event), and the whole outbox is flushed, in order, as
-soon as a write succeeds again — at the latest at the end of the sweep, which waits up to
-`final_wait_s` for the server.  MLflow's own HTTP retries (minutes of blocking per call) are turned
-down so that this policy is the only one.
+Two ways to deliver, one queue:
+- in the caller's thread (the default, and what the in-process tests drive): `submit` queues an
+  event and tries the whole queue for one short retry burst (tenacity); what fails stays queued
+  for the next submit.
+- in a background thread (`background=True`, what a sweep uses): `submit` only queues, so Tune's
+  event loop never waits on a database write (on a sqlite store each write is a transaction with
+  an fsync, ~5-20 ms; 4-5 per trial were a sixth of the driver's loop at 1,000 trials). The thread
+  sends the queue in order, one attempt at a time, backing off while the server is down.
+
+Either way, while the server is down the driver keeps scheduling and trials keep training; the
+queue is flushed in order once a write succeeds again — at the latest at the end of the sweep,
+which waits up to `final_wait_s` for the server. MLflow's own HTTP retries (minutes of blocking per
+call) are turned down so that this policy is the only one.
+
+`lock` is held while an event is sent and taken off the queue: the sender's own state (which runs
+exist, which steps they hold) and `pending` change together under it, so a checkpoint taken under
+the lock (`SweepCallback.get_state`) sees each event either still queued or fully delivered.
 
 Delivery is at least once (a write whose reply was lost is sent again; a killed driver's saved
 `pending` may hold events it delivered after its last checkpoint); the sender makes it exactly
@@ -16,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -28,51 +42,136 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 
 class Outbox:
-    """Ordered events `(kind, payload)`, delivered by `send(kind, payload)`; `pending` is picklable."""
+    """Ordered events `(kind, payload)`, delivered by `send(kind, payload)`; `pending` is picklable
+    (so is the outbox: its lock and thread are made again after unpickling)."""
 
     def __init__(
         self,
         send: Callable[[str, dict], None],
         *,
+        background: bool = False,
         burst_s: float = 2.0,
         final_wait_s: float = 600.0,
         max_backoff_s: float = 5.0,
     ):
         self.send = send
+        self.background = background
         self.burst_s = burst_s
         self.final_wait_s = final_wait_s
         self.max_backoff_s = max_backoff_s
         self.pending: deque[tuple[str, dict]] = deque()
         self.failures = 0  # delivery attempts that raised (for tests and the log)
+        self._setup()
+
+    def _setup(self) -> None:
+        self.lock = threading.RLock()
+        self._wake = threading.Condition(self.lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks (and so this) with the tuner
+        skip = ("lock", "_wake", "_thread", "_closed")
+        with self.lock:  # a copy of the queue, not one the sender is changing
+            state = {k: v for k, v in self.__dict__.items() if k not in skip}
+            state["pending"] = deque(self.pending)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._setup()
 
     def submit(self, kind: str, payload: dict) -> bool:
-        self.pending.append((kind, payload))
+        """Queue an event. In the caller's thread, then try to deliver the queue (True once it is
+        empty); in the background, wake the sender and return True."""
+        with self.lock:
+            self.pending.append((kind, payload))
+            if self.background:
+                self._start()
+                self._wake.notify_all()
+                return True
         return self.flush(self.burst_s)
 
     def flush(self, wait_s: float | None = None) -> bool:
-        """Deliver pending events in order; True once all are delivered, False if the budget ran out."""
+        """Deliver pending events in order (in the background: wait for the sender to); True once
+        all are delivered, False if `wait_s` (default `final_wait_s`) ran out first."""
         wait_s = self.final_wait_s if wait_s is None else wait_s
+        if self.background:
+            deadline = time.monotonic() + wait_s
+            with self.lock:
+                if self.pending:
+                    self._start()
+                    self._wake.notify_all()
+                while self.pending and time.monotonic() < deadline:
+                    self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                return not self.pending
         retrying = Retrying(
             stop=stop_after_delay(wait_s),
             wait=wait_exponential(multiplier=0.25, max=self.max_backoff_s),
             before_sleep=self._note,
             reraise=True,
         )
-        while self.pending:
-            kind, payload = self.pending[0]
-            try:
-                retrying(self.send, kind, payload)
-            except Exception as exc:  # any transport error: keep it queued
-                self.failures += 1
-                log.warning(
-                    "MLflow unreachable (%s: %s); %d event(s) buffered, retrying later",
-                    type(exc).__name__,
-                    str(exc).splitlines()[0][:200] if str(exc) else "",
-                    len(self.pending),
-                )
-                return False
-            self.pending.popleft()
-        return True
+        with self.lock:
+            while self.pending:
+                kind, payload = self.pending[0]
+                try:
+                    retrying(self.send, kind, payload)
+                except Exception as exc:  # any transport error: keep it queued
+                    self.failures += 1
+                    self._warn(exc)
+                    return False
+                self.pending.popleft()
+            return True
+
+    def close(self) -> None:
+        """Stop the background sender (after a flush; what is still pending stays queued)."""
+        with self.lock:
+            self._closed = True
+            self._wake.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    # --- the background sender ------------------------------------------------------------
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._closed = False
+            self._thread = threading.Thread(target=self._run, name="scaler-outbox", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        attempt = 0  # consecutive failures
+        while True:
+            with self.lock:
+                while not self.pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                kind, payload = self.pending[0]
+                try:
+                    self.send(kind, payload)
+                except Exception as exc:  # any transport error: keep it queued, back off
+                    self.failures += 1
+                    attempt += 1
+                    if attempt == 1:
+                        self._warn(exc)
+                else:
+                    self.pending.popleft()
+                    if attempt:
+                        log.warning("MLflow reachable again after %d failed attempt(s)", attempt)
+                    attempt = 0
+                    if not self.pending:
+                        self._wake.notify_all()  # a flush may be waiting
+                    continue
+            # outside the lock: a checkpoint or a new event need not wait out the backoff
+            time.sleep(min(self.max_backoff_s, 0.25 * 2 ** min(attempt - 1, 10)))
+
+    def _warn(self, exc: Exception) -> None:
+        log.warning(
+            "MLflow unreachable (%s: %s); %d event(s) buffered, retrying later",
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
+            len(self.pending),
+        )
 
     def _note(self, state) -> None:
         self.failures += 1

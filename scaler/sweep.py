@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -127,6 +128,21 @@ def n_params_fn(spec: SweepSpec) -> Callable[[Candidate], float]:
     return lambda c: param_count(spec, dict(c.params))
 
 
+@contextlib.contextmanager
+def environ(values: dict[str, str]):
+    """Environment variables set for the duration of the block, then put back as they were."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
@@ -164,9 +180,12 @@ def run_sweep(
     trials = len(searcher.policy.candidates)
     if spec.budget.trials is not None:
         trials = min(trials, spec.budget.trials)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = os.environ.get(
-        "SCALER_CHECKPOINT_S", str(checkpoint_period(trials))
-    )
+    tune_env = {  # for this sweep's Tuner only (the caller's own Tune runs keep their settings)
+        "TUNE_GLOBAL_CHECKPOINT_S": os.environ.get(
+            "SCALER_CHECKPOINT_S", str(checkpoint_period(trials))
+        ),
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # ours are in tune_callbacks: no TensorBoard
+    }
     # our progress line replaces Tune's; its new output engine prints a banner even at verbose=0
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
@@ -180,6 +199,7 @@ def run_sweep(
         ledger_of=lambda: searcher.ledger,
         allocation_of=searcher.allocation_record,
         batch_s=POINT_BATCH_S,
+        background=True,  # MLflow writes off Tune's event loop (scaler.outbox)
     )
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     trainable = tune.with_resources(
@@ -204,7 +224,8 @@ def run_sweep(
         ),
     )
     save_spec(storage / spec.name, spec)
-    grid = tuner.fit()
+    with environ(tune_env):
+        grid = tuner.fit()
     errors = sum(r.error is not None for r in grid)
     return SweepResult(
         name=spec.name,

@@ -159,3 +159,29 @@ def test_warm_start_reaches_the_cold_optimum_and_checks_its_form(form):
     Xo, yo = FORMS["joint" if cls is PowerLaw else "power"][1]()
     with pytest.raises(ValueError, match=r"warm_start: a \w+Law with \d parameters"):
         cls().fit(X, y, warm_start=other().fit(Xo, yo))
+
+
+def test_a_fit_runs_blas_on_one_thread_and_gives_the_threads_back(monkeypatch):
+    """Tiny matrices: BLAS threads only cost, and OpenBLAS's idle ones spin (a quarter of a core
+    in a sweep's driver). During a fit BLAS has one thread; after it, what it had before."""
+    from threadpoolctl import threadpool_info
+
+    from scaler.laws import _objective
+
+    def blas_threads():
+        return {
+            d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"
+        }
+
+    before, during = blas_threads(), []
+    real_fit = _objective.fit
+
+    def spy(*args, **kwargs):
+        during.append(blas_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(_objective, "fit", spy)
+    x = np.geomspace(1e6, 1e9, 8)
+    PowerLaw().fit(x, 2.0 * x**-0.3 + 0.5)
+    assert during and all(set(d.values()) == {1} for d in during)
+    assert blas_threads() == before

@@ -56,6 +56,18 @@ def test_sweep_runs_every_trial_of_the_grid(sweep):
     assert result.trials == 50 and result.errors == 0  # 10 sizes x 5 budgets < the 60-trial budget
 
 
+def test_tune_logs_each_trial_as_json_and_csv_but_not_to_tensorboard(sweep):
+    """MLflow is the record: Tune keeps its per-trial result.json and progress.csv (what its own
+    tools and our fault tests read) but no TensorBoard event files, and the sweep's Tune settings
+    do not leak into the caller's environment."""
+    spec, result = sweep
+    trial_dirs = [d for d in (result.storage / spec.name).iterdir() if d.is_dir()]
+    assert len([d for d in trial_dirs if (d / "result.json").is_file()]) == 50
+    assert len([d for d in trial_dirs if (d / "progress.csv").is_file()]) == 50
+    assert not list((result.storage / spec.name).glob("*/events.out.tfevents*"))
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+
+
 def test_mlflow_holds_one_parent_and_one_child_per_trial_with_every_eval_point(sweep):
     _spec, result = sweep
     client = MlflowClient(result.tracking_uri)

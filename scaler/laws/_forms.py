@@ -152,6 +152,10 @@ class Law:
             polished first, beside the single best cell of the grid instead of `n_starts` cells.
             For refits while points arrive; a fit from scratch searches more basins.
         """
+        with _objective.one_blas_thread():
+            return self._fit_points(X, y, sample_weight, exclude, warm_start)
+
+    def _fit_points(self, X, y, sample_weight, exclude, warm_start: Law | None) -> Law:
         self._validate_hyperparams()
         start = time.perf_counter()
         x = self._as_x(X)

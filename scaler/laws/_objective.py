@@ -21,12 +21,31 @@ The module is pure NumPy/SciPy and knows nothing of forms, names or CIs.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize, nnls
+from threadpoolctl import ThreadpoolController
 
 EXPONENT_BOUNDS = (0.0, 4.0)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (~1 ms), then ~10 us
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread. A law's matrices are tiny (points x a few
+    terms): more threads only cost, and OpenBLAS's idle threads spin. Measured in a sweep's
+    driver on 2 cores: BLAS threads that spin burned ~a quarter of a core, as much CPU as the
+    driver's own loop. (Process-wide while it lasts, as BLAS's thread count is.)"""
+    try:
+        return _blas().limit(limits=1, user_api="blas")
+    except Exception:  # no BLAS found to limit, or one threadpoolctl cannot drive
+        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

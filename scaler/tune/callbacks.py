@@ -8,6 +8,11 @@ not create, the run's points are read back from MLflow once (`SweepTracker.logge
 kept in memory. A trial resumed from an older checkpoint, or an event left in the outbox by a
 killed driver, then re-reports points MLflow already has: each is logged exactly once, the first
 value kept, and a re-reported value that differs is noted on the run (`MISMATCH_TAG`).
+
+In a sweep the writes are sent by the outbox's own thread (`background=True`): Tune's loop only
+queues them. That thread is the only one that touches the run map and the logged steps, under
+`outbox.lock`, which Tune's thread takes to checkpoint them; the fitter's points are changed on
+Tune's thread only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,6 +110,7 @@ class SweepCallback(Callback):
         ledger_of: Callable[[], object] | None = None,
         allocation_of: Callable[[], dict] | None = None,
         batch_s: float = 0.0,
+        background: bool = False,
     ):
         self.tracker = tracker
         self.fitter = fitter
@@ -121,8 +128,12 @@ class SweepCallback(Callback):
         self.completed = 0
         self.final_report: FitReport | None = None
         self.reached: dict[str, int] = {}  # trial id -> largest samples reported (driver-side)
-        # every MLflow write goes through the outbox: buffered and retried while the server is down
-        self.outbox = Outbox(self._deliver)
+        # every MLflow write goes through the outbox: buffered and retried while the server is
+        # down; with `background`, sent by the outbox's thread, off Tune's event loop
+        self.outbox = Outbox(self._deliver, background=background)
+        # first values of re-reported points, found while delivering: the fit takes them on
+        # Tune's thread (`_apply_kept`), the only one that touches the fitter's points
+        self.kept: deque[tuple[str, EvalPoint]] = deque()
         # a trial's points wait up to `batch_s` to go to MLflow together, in one write: they are
         # handed to the outbox when the trial ends, when Tune saves this callback's state, or when
         # the oldest has waited `batch_s` (0: each point as it arrives)
@@ -220,9 +231,13 @@ class SweepCallback(Callback):
 
     def _keep_first(self, trial_id: str, point: EvalPoint, first: dict[str, float]) -> None:
         """The fit uses the point MLflow holds, not the re-reported one `on_trial_result` gave it."""
-        kept = dataclasses.replace(point, **first)
-        group = next((r["group"] for r in self.fitter.rows if r["trial_id"] == trial_id), None)
-        self.fitter.add(trial_id, kept, group=group)
+        self.kept.append((trial_id, dataclasses.replace(point, **first)))
+
+    def _apply_kept(self) -> None:
+        while self.kept:
+            trial_id, kept = self.kept.popleft()
+            group = next((r["group"] for r in self.fitter.rows if r["trial_id"] == trial_id), None)
+            self.fitter.add(trial_id, kept, group=group)
 
     # --- trial events ---------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -240,6 +255,7 @@ class SweepCallback(Callback):
         batch["points"].append(point.to_dict())
         batch["ts"] = int(time.time() * 1000)
         self._send_points(due_only=True)
+        self._apply_kept()
         reason = result.get("diverged_reason") or (
             f"diverged: loss {point.loss} at {point.samples} samples" if point.diverged else ""
         )
@@ -247,8 +263,11 @@ class SweepCallback(Callback):
             self.fitter.exclude_trial(trial.trial_id, reason)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._apply_kept()
         reason = self.fitter.trial_reason.get(trial.trial_id)
-        reached = self.reached.get(trial.trial_id) or max(self.logged.get(trial.trial_id) or {0})
+        with self.outbox.lock:  # the outbox's thread adds to `logged`
+            logged = max(self.logged.get(trial.trial_id) or {0})
+        reached = self.reached.get(trial.trial_id) or logged
         budget = trial.config.get("samples", reached)
         status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
         self._end_trial(trial, status, reason)
@@ -260,6 +279,7 @@ class SweepCallback(Callback):
 
     def on_step_end(self, iteration, trials, **info):
         # Tune's loop turns often: a live refit that finished between trials is logged here
+        self._apply_kept()
         done = self.fitter.collect_live()
         if done is not None:
             self._log_live_fit(done)
@@ -282,6 +302,10 @@ class SweepCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         self._send_points()
+        # every point delivered (so every re-report compared) before the final fit, if MLflow
+        # answers within `final_wait_s`
+        reachable = self.outbox.flush()
+        self._apply_kept()
         report = self.fitter.refit(bootstrap=self.final_bootstrap)
         self.final_report = report
         now = int(time.time() * 1000)
@@ -296,7 +320,10 @@ class SweepCallback(Callback):
                 "sweep_metrics", {"values": values, "step": self.completed, "ts": now}
             )
         self.outbox.submit("end_sweep", {"status": "FINISHED"})
-        if not self.outbox.flush():  # waits up to outbox.final_wait_s for the server
+        # waits up to outbox.final_wait_s for the server (a short burst if it just failed to come)
+        delivered = self.outbox.flush(None if reachable else self.outbox.burst_s)
+        self.outbox.close()
+        if not delivered:
             raise RuntimeError(
                 f"MLflow at {self.tracker.tracking_uri} unreachable: {len(self.outbox.pending)} "
                 "event(s) not recorded; they are saved with the experiment — `scaler resume` sends them"
@@ -357,18 +384,24 @@ class SweepCallback(Callback):
         # the points Tune has checkpointed trials past are in the outbox (and so in this state)
         # or already in MLflow: none is held only in this process's memory
         self._send_points()
-        return {
-            "fitter": self.fitter.state_dict(),
-            "runs": dict(self.runs),
-            "logged": {k: sorted(v) for k, v in self.logged.items()},
-            "completed": self.completed,
-            "parent_run_id": self.tracker.parent_run_id,
-            "reached": dict(self.reached),
-            "outbox": list(self.outbox.pending),
-            "last_decision": self.last_decision,
-        }
+        self._apply_kept()
+        with self.outbox.lock:  # each event either still queued or delivered, with its effects
+            return {
+                "fitter": self.fitter.state_dict(),
+                "runs": dict(self.runs),
+                "logged": {k: sorted(v) for k, v in self.logged.items()},
+                "completed": self.completed,
+                "parent_run_id": self.tracker.parent_run_id,
+                "reached": dict(self.reached),
+                "outbox": list(self.outbox.pending),
+                "last_decision": self.last_decision,
+            }
 
     def set_state(self, state: dict) -> None:
+        with self.outbox.lock:
+            self._set_state(state)
+
+    def _set_state(self, state: dict) -> None:
         self.fitter.load_state_dict(state["fitter"])
         self.runs = dict(state["runs"])
         self.logged = {k: set(v) for k, v in state["logged"].items()}

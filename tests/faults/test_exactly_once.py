@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -247,3 +248,97 @@ def test_a_retried_run_create_in_a_fresh_sweep_finds_the_run_its_lost_reply_made
     )
     assert [r.info.run_id for r in runs] == [run_id]
     assert json.loads(client.get_run(run_id).data.params["config"]) == config
+
+
+# --- the outbox's own thread (what a sweep uses): Tune's loop only queues -------------------
+
+
+class SlowStore(SweepTracker):
+    """A store whose point writes take `delay` seconds and fail while `down` is set."""
+
+    delay = 0.05
+    down = False
+    writes = 0
+
+    def log_points(self, run_id, points, timestamp_ms):
+        time.sleep(self.delay)
+        if self.down:
+            raise ConnectionError("tracking server unreachable")
+        self.writes += 1
+        super().log_points(run_id, points, timestamp_ms)
+
+
+def background_driver(uri: str, state: dict | None = None) -> SweepCallback:
+    callback = SweepCallback(SlowStore(uri, "exactly-once"), OnlineFitter(), background=True)
+    if state is None:
+        callback.tracker.start_sweep("sweep", {}, "fingerprint")
+    else:
+        callback.set_state(pickle.loads(pickle.dumps(state)))
+    return callback
+
+
+def test_in_the_background_reports_only_queue_and_a_mid_flight_checkpoint_resumes_once(uri):
+    """Writes sent by the outbox's thread: reporting does not wait for them (points are still
+    queued right after), a checkpoint taken while they are in flight holds every point either in
+    MLflow or in its saved outbox, and a driver resumed from it logs each point exactly once."""
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={**TRIAL.config, "i": i}) for i in range(4)]
+    first = background_driver(uri)
+    for t in trials:
+        first.on_trial_start(0, [], t)
+        for s in STEPS[:3]:
+            first.on_trial_result(0, [], t, point(s).to_dict())
+    assert first.outbox.pending  # 4 starts + 12 points at 50 ms a write: not all sent yet
+    state = pickle.loads(pickle.dumps(first.get_state()))  # Tune checkpoints mid-flight
+    queued = {
+        (e["trial_id"], int(p["samples"]))
+        for kind, e in state["outbox"]
+        if kind == "points"
+        for p in e["points"]
+    }
+    for t in trials:
+        for s in STEPS[:3]:  # each point: logged per the state, or queued with it
+            assert (s in state["logged"].get(t.trial_id, [])) != ((t.trial_id, s) in queued)
+    assert first.outbox.flush(30)
+    first.outbox.close()  # the driver is killed after delivering all of it
+
+    second = background_driver(uri, state)
+    for t in trials:
+        second.on_trial_start(0, [], t)
+        for s in STEPS:  # resumed from the trial's first checkpoint: every point re-reported
+            second.on_trial_result(0, [], t, point(s).to_dict())
+        second.on_trial_complete(0, [], t)
+    assert second.outbox.flush(30)
+    run_ids = [second.runs[t.trial_id] for t in trials]
+    assert len(set(run_ids)) == len(trials)
+    assert assert_no_duplicate_points(MlflowClient(uri), run_ids) == len(trials) * len(STEPS)
+    for run_id in run_ids:
+        assert [s for s, _ in history(uri, run_id)] == STEPS
+
+
+def test_in_the_background_an_outage_keeps_events_queued_in_order_and_a_differing_rereport_is_kept_first(
+    uri,
+):
+    """The server down: trials go on reporting, the events stay queued (and are saved with a
+    checkpoint); back up, they are sent in order. A re-reported point that differs keeps the
+    first value in MLflow and, applied on Tune's thread, in the fit."""
+    callback = background_driver(uri)
+    callback.on_trial_start(0, [], TRIAL)
+    report(callback, STEPS[0])
+    assert callback.outbox.flush(10)
+    callback.tracker.down = True
+    report(callback, *STEPS[1:3])
+    report(callback, STEPS[0], loss=7.0)  # a retried worker re-reports step 1 differently
+    time.sleep(0.5)  # a few failed attempts
+    assert callback.outbox.failures > 0
+    saved = [e["points"][0]["samples"] for _, e in callback.get_state()["outbox"]]
+    assert saved == [STEPS[1], STEPS[2], STEPS[0]]  # in the order reported
+    callback.tracker.down = False
+    assert callback.outbox.flush(30)
+    callback.on_step_end(0, [])  # Tune's loop turns: the first value goes back into the fit
+    run_id = callback.runs[TRIAL.trial_id]
+    assert [s for s, _ in history(uri, run_id)] == STEPS[:3]
+    assert dict(history(uri, run_id))[STEPS[0]] == point(STEPS[0]).loss
+    assert MISMATCH_TAG in MlflowClient(uri).get_run(run_id).data.tags
+    fitted = callback.fitter.frame().set_index("samples")["loss"]
+    assert fitted[STEPS[0]] == point(STEPS[0]).loss
+    callback.outbox.close()
