@@ -168,9 +168,10 @@ def test_mlflow_shows_the_adaptive_decisions(sweeps):
     spent = first["spent_per_axis"]
     assert set(spent) == {"n_params", "samples"} and sum(spent["samples"].values()) > 0
     sd = [m.value for m in client.get_metric_history(run, "alloc/target_rel_sd")]
-    # recorded as the decisions go; it falls as runs land (a refit that finds more misfit may
-    # raise it again, so the last value need not be the smallest)
-    assert len(sd) >= 3 and min(sd[1:]) < sd[0]
+    # recorded as the decisions go, and it moves as runs land and the law is refitted. Not
+    # always down: live order varies, so the first law may come after many runs and already be
+    # the tightest, and a refit that finds more misfit raises it (CI saw 0.0085 then 0.0175)
+    assert len(sd) >= 3 and len(set(sd)) >= 2
 
 
 @pytest.mark.ray
