@@ -274,8 +274,8 @@ class SweepCallback(Callback):
         self.completed += 1
         # a refit starts in the background (or is coalesced into a later one: scaler.fitter);
         # one that finished since the last look is logged now
-        self._log_live_fit(self.fitter.refit_live(tag=self.completed))
-        self._show(trials, trial, self.fitter.latest)
+        record = self._log_live_fit(self.fitter.refit_live(tag=self.completed))
+        self._show(trials, trial, self.fitter.latest, record)
 
     def on_step_end(self, iteration, trials, **info):
         # Tune's loop turns often: a live refit that finished between trials is logged here
@@ -284,14 +284,14 @@ class SweepCallback(Callback):
         if done is not None:
             self._log_live_fit(done)
 
-    def _log_live_fit(self, done: tuple[FitReport, int] | None) -> None:
+    def _log_live_fit(self, done: tuple[FitReport, int] | None) -> dict | None:
         """A finished live refit to MLflow (step: trials completed when it started), with the
-        allocation record; without one, a new decision of the policy alone."""
+        allocation record; without one, a new decision of the policy alone. Returns the record."""
         now = int(time.time() * 1000)
         if done is not None:
             report, step = done
             self.outbox.submit("fit", {"summary": report.summary(), "step": step, "ts": now})
-        self._log_allocation(now, refitted=done is not None)
+        return self._log_allocation(now, refitted=done is not None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = f"failed: {_error_line(trial)}"
@@ -330,20 +330,22 @@ class SweepCallback(Callback):
             )
         self._plot(report)
 
-    def _log_allocation(self, now: int, refitted: bool = True) -> None:
+    def _log_allocation(self, now: int, refitted: bool = True) -> dict | None:
         """After a finished trial, when the laws were refitted or the policy decided anew: the
         budget spent per axis and the policy's latest decision (the expected gain per FLOP of its
         best candidates), as `allocation/*.json` and `alloc.*` metrics. Every decision is
-        recorded; a policy without decisions (grid, random) is recorded per refit only."""
+        recorded; a policy without decisions (grid, random) is recorded per refit only. Returns
+        the record (logged or not), or None without a policy."""
         if self.allocation_of is None:
-            return
+            return None
         record = self.allocation_of()
         decision = json.dumps(record["decision"], sort_keys=True, default=str)
         if not refitted and decision == self.last_decision:
-            return
+            return record
         record["new_decision"] = decision != self.last_decision
         self.last_decision = decision
         self.outbox.submit("allocation", {"record": record, "step": self.completed, "ts": now})
+        return record
 
     def _end_trial(self, trial, status: str, reason: str | None) -> None:
         self._send_points(trial.trial_id)  # its points before its end
@@ -351,9 +353,12 @@ class SweepCallback(Callback):
         self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
 
     # --- display --------------------------------------------------------------------------
-    def _show(self, trials, finished, report: FitReport | None) -> None:
+    def _show(self, trials, finished, report: FitReport | None, record: dict | None = None) -> None:
+        """The progress line; `record`: the allocation record already made for this trial."""
         if self.progress is None:
             return
+        if record is None and self.allocation_of is not None:
+            record = self.allocation_of()
         others = [t.status for t in trials if t is not finished]  # `finished` may still say RUNNING
         ledger = self.ledger_of() if self.ledger_of else None
         self.progress(
@@ -366,7 +371,7 @@ class SweepCallback(Callback):
                 "pending": others.count("PENDING"),
                 "budget": ledger.fraction_spent() if ledger is not None else math.nan,
                 "report": report,
-                "decision": self.allocation_of()["decision"] if self.allocation_of else None,
+                "decision": record["decision"] if record is not None else None,
             }
         )
 
