@@ -12,7 +12,8 @@ is recorded and the benchmark prints seconds per 100 trials along the sweep, the
 - `scaler.trials` + `scaler.points` (what `scaler query` reads) and the report's analysis on the
   finished sweep, in seconds (goals: < 10 s and < 60 s at 1,000 trials).
 
-Run:  .venv/bin/python benchmarks/bench_sweep_scale.py [--trials 100 1000] [--concurrency 8] [--delay S]
+Run:  .venv/bin/python benchmarks/bench_sweep_scale.py [--trials 100 1000] [--concurrency 8]
+      [--delay S] [--repeats N]
 (`make bench` adds 10,000.)  Order alternates per size so neither side always runs on a warm
 machine; the machine is shared, so compare the ratios, not the seconds, with other runs.
 """
@@ -176,51 +177,73 @@ def main() -> None:
         help="seconds per eval point (4 per trial): 0.3 makes ~1.2 s trials, the shape of the "
         "issue's measurement; 0 measures the driver's overhead alone",
     )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="pairs of runs per size, in alternating order (bare-scaler, scaler-bare, ...); the "
+        "ratios printed are medians over the pairs: a busy spell on a shared machine moves one "
+        "side of one pair, not the median",
+    )
     args = ap.parse_args()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for i, n in enumerate(args.trials):
-            spec = spec_for(n, args.concurrency, f"scale-{n}", args.delay)
-            storage = Path(tmp) / str(n)
-            order = ["bare", "scaler"] if i % 2 == 0 else ["scaler", "bare"]
-            times, cpu, uri = {}, {}, None
-            for side in order:
-                meter = CpuMeter()
-                meter.start()
-                if side == "bare":
-                    times["bare"] = run_bare(spec, storage / "bare")
-                else:
-                    times["scaler"], uri = run_scaler(spec, storage / "scaler")
-                cpu[side] = meter.stop()
-                print(f"{n} trials, {side}: {times[side][-1]:.0f} s", flush=True)
-            q, r = query_and_report(spec, uri, storage / "report")
-            rows.append((n, times, cpu, q, r))
+            runs = []  # per pair: ({side: completion times}, {side: (wall, driver, busy)})
+            uri = spec = None
+            for rep in range(args.repeats):
+                spec = spec_for(n, args.concurrency, f"scale-{n}-{rep}", args.delay)
+                storage = Path(tmp) / f"{n}-{rep}"
+                order = ["bare", "scaler"] if (i + rep) % 2 == 0 else ["scaler", "bare"]
+                times, cpu = {}, {}
+                for side in order:
+                    meter = CpuMeter()
+                    meter.start()
+                    if side == "bare":
+                        times["bare"] = run_bare(spec, storage / "bare")
+                    else:
+                        times["scaler"], uri = run_scaler(spec, storage / "scaler")
+                    cpu[side] = meter.stop()
+                    print(
+                        f"{n} trials, pair {rep + 1}, {side}: {times[side][-1]:.0f} s", flush=True
+                    )
+                runs.append((times, cpu))
+            q, r = query_and_report(spec, uri, Path(tmp) / f"{n}-report")
+            rows.append((n, runs, q, r))
 
     print(
         f"\nconcurrency {args.concurrency}, 0.25 CPU per trial, {os.cpu_count()} cores, "
         f"trials of 4 eval points {args.delay} s apart"
     )
-    for n, times, cpu, q, r in rows:
+    med = statistics.median
+    for n, runs, q, r in rows:
         print(f"\n{n} trials: seconds per 100 trials, in completion order")
-        for side in ("bare", "scaler"):
-            print(f"  {side:7s}", " ".join(f"{s:6.1f}" for s in per_hundred(times[side])))
-        sc = per_hundred(times["scaler"])
-        flat = sc[-1] / sc[1] if len(sc) >= 3 else float("nan")
-        throughput = times["bare"][-1] / times["scaler"][-1]
-        print(
-            f"  scaler: last 100 / trials 100-200 = {flat:.2f}x (goal <= 1.3x); "
-            f"throughput vs bare Tune = {throughput:.2f}x (goal >= 1.0x); "
-            f"median s/100: bare {statistics.median(per_hundred(times['bare'])):.1f}, "
-            f"scaler {statistics.median(sc):.1f} (ratio "
-            f"{statistics.median(per_hundred(times['bare'])) / statistics.median(sc):.2f}x)"
-        )
-        for side in ("bare", "scaler"):
-            wall, driver, busy = cpu[side]
+        flats, throughputs, medians = [], [], []
+        for k, (times, cpu) in enumerate(runs, 1):
+            for side in ("bare", "scaler"):
+                print(f"  {side:7s}", " ".join(f"{s:6.1f}" for s in per_hundred(times[side])))
+            sc, bare = per_hundred(times["scaler"]), per_hundred(times["bare"])
+            flats.append(sc[-1] / sc[1] if len(sc) >= 3 else float("nan"))
+            throughputs.append(times["bare"][-1] / times["scaler"][-1])
+            medians.append(med(bare) / med(sc))
             print(
-                f"  {side:7s} driver CPU {100 * driver / n:.2f} s per 100 trials "
-                f"({driver / wall:.0%} of a core); machine busy {busy:.0%}"
+                f"  pair {k}: flatness (last 100 / trials 100-200) {flats[-1]:.2f}x; throughput "
+                f"vs bare {throughputs[-1]:.2f}x; median s/100 bare {med(bare):.1f}, scaler "
+                f"{med(sc):.1f} ({medians[-1]:.2f}x)"
             )
+            for side in ("bare", "scaler"):
+                wall, driver, busy = cpu[side]
+                print(
+                    f"  {side:7s} driver CPU {100 * driver / n:.2f} s per 100 trials "
+                    f"({driver / wall:.0%} of a core); machine busy {busy:.0%}"
+                )
+        print(
+            f"  over {len(runs)} pair(s), medians: scaler last 100 / trials 100-200 = "
+            f"{med(flats):.2f}x (goal <= 1.3x); throughput vs bare Tune = {med(throughputs):.2f}x "
+            f"(goal >= 1.0x; per pair {', '.join(f'{t:.2f}' for t in throughputs)}); median-100 "
+            f"ratio {med(medians):.2f}x"
+        )
         print(f"  query (trials + points) {q:.1f} s (goal < 10 s); report analysis {r:.1f} s")
 
 

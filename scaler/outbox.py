@@ -18,6 +18,11 @@ call) are turned down so that this policy is the only one.
 `lock` is held while an event is sent and taken off the queue: the sender's own state (which runs
 exist, which steps they hold) and `pending` change together under it, so a checkpoint taken under
 the lock (`SweepCallback.get_state`) sees each event either still queued or fully delivered.
+Queueing does not take it: in the background a new event is appended under a separate condition
+(`_cv`), so Tune's loop never waits for the write in flight (it did: 5-20 ms a submit, several
+submits a trial, each a pause before Tune could start the next trial). Events are queued from one
+thread (Tune's), which is also the one that checkpoints, so a checkpoint cannot miss one that is
+being queued.
 
 Delivery is at least once (a write whose reply was lost is sent again; a killed driver's saved
 `pending` may hold events it delivered after its last checkpoint); the sender makes it exactly
@@ -64,13 +69,13 @@ class Outbox:
         self._setup()
 
     def _setup(self) -> None:
-        self.lock = threading.RLock()
-        self._wake = threading.Condition(self.lock)
+        self.lock = threading.RLock()  # held while an event is sent and taken off the queue
+        self._cv = threading.Condition()  # the queue changed: an event queued or all sent, closed
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks (and so this) with the tuner
-        skip = ("lock", "_wake", "_thread", "_closed")
+        skip = ("lock", "_cv", "_thread", "_closed")
         with self.lock:  # a copy of the queue, not one the sender is changing
             state = {k: v for k, v in self.__dict__.items() if k not in skip}
             state["pending"] = deque(self.pending)
@@ -83,12 +88,14 @@ class Outbox:
     def submit(self, kind: str, payload: dict) -> bool:
         """Queue an event. In the caller's thread, then try to deliver the queue (True once it is
         empty); in the background, wake the sender and return True."""
+        if self.background:
+            with self._cv:  # not `lock`: that one is held for the whole of the write in flight
+                self.pending.append((kind, payload))
+                self._start()
+                self._cv.notify_all()
+            return True
         with self.lock:
             self.pending.append((kind, payload))
-            if self.background:
-                self._start()
-                self._wake.notify_all()
-                return True
         return self.flush(self.burst_s)
 
     def flush(self, wait_s: float | None = None) -> bool:
@@ -97,12 +104,12 @@ class Outbox:
         wait_s = self.final_wait_s if wait_s is None else wait_s
         if self.background:
             deadline = time.monotonic() + wait_s
-            with self.lock:
+            with self._cv:
                 if self.pending:
                     self._start()
-                    self._wake.notify_all()
+                    self._cv.notify_all()
                 while self.pending and time.monotonic() < deadline:
-                    self._wake.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                    self._cv.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                 return not self.pending
         retrying = Retrying(
             stop=stop_after_delay(wait_s),
@@ -124,9 +131,9 @@ class Outbox:
 
     def close(self) -> None:
         """Stop the background sender (after a flush; what is still pending stays queued)."""
-        with self.lock:
+        with self._cv:
             self._closed = True
-            self._wake.notify_all()
+            self._cv.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         self._thread = None
@@ -141,11 +148,12 @@ class Outbox:
     def _run(self) -> None:
         attempt = 0  # consecutive failures
         while True:
-            with self.lock:
+            with self._cv:
                 while not self.pending and not self._closed:
-                    self._wake.wait()
+                    self._cv.wait()
                 if self._closed:
                     return
+            with self.lock:
                 kind, payload = self.pending[0]
                 try:
                     self.send(kind, payload)
@@ -154,14 +162,17 @@ class Outbox:
                     attempt += 1
                     if attempt == 1:
                         self._warn(exc)
+                    sent = False
                 else:
                     self.pending.popleft()
                     if attempt:
                         log.warning("MLflow reachable again after %d failed attempt(s)", attempt)
-                    attempt = 0
+                    attempt, sent = 0, True
+            if sent:
+                with self._cv:
                     if not self.pending:
-                        self._wake.notify_all()  # a flush may be waiting
-                    continue
+                        self._cv.notify_all()  # a flush may be waiting
+                continue
             # outside the lock: a checkpoint or a new event need not wait out the backoff
             time.sleep(min(self.max_backoff_s, 0.25 * 2 ** min(attempt - 1, 10)))
 

@@ -103,6 +103,7 @@ class SweepTracker:
         self.created_parent = False  # set by start_sweep: this process created the sweep's run
         self._tried: set[str] = set()  # trial ids whose run this process has tried to create
         self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None  # looked up once per process (not per trial run)
 
     @property
     def client(self) -> MlflowClient:
@@ -114,9 +115,17 @@ class SweepTracker:
         return self._client
 
     def __getstate__(self):
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_experiment_id": None}
+
+    def __setstate__(self, state):  # a checkpoint written before `_experiment_id` existed loads too
+        self.__dict__.update({"_experiment_id": None, **state})
 
     def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self._find_or_create_experiment()
+        return self._experiment_id
+
+    def _find_or_create_experiment(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is not None:
             if EXPERIMENT_KIND not in exp.tags:

@@ -265,9 +265,10 @@ class SweepCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._apply_kept()
         reason = self.fitter.trial_reason.get(trial.trial_id)
-        with self.outbox.lock:  # the outbox's thread adds to `logged`
-            logged = max(self.logged.get(trial.trial_id) or {0})
-        reached = self.reached.get(trial.trial_id) or logged
+        reached = self.reached.get(trial.trial_id)
+        if not reached:  # no point seen by this process (a resumed trial): what MLflow holds
+            with self.outbox.lock:  # the outbox's thread adds to `logged`
+                reached = max(self.logged.get(trial.trial_id) or {0})
         budget = trial.config.get("samples", reached)
         status = "diverged" if reason else "completed" if reached >= budget else "stopped early"
         self._end_trial(trial, status, reason)

@@ -342,3 +342,75 @@ def test_in_the_background_an_outage_keeps_events_queued_in_order_and_a_differin
     fitted = callback.fitter.frame().set_index("samples")["loss"]
     assert fitted[STEPS[0]] == point(STEPS[0]).loss
     callback.outbox.close()
+
+
+def test_in_the_background_tunes_thread_never_waits_for_the_write_in_flight(uri):
+    """While a write hangs (a slow server), Tune's thread goes on: results, a trial's end and a
+    new trial only queue (they once took the send lock the write holds). Released, all of it
+    lands, in order."""
+    import threading
+
+    release = threading.Event()
+
+    class Hanging(SweepTracker):
+        def log_points(self, run_id, points, timestamp_ms):
+            release.wait(30)
+            super().log_points(run_id, points, timestamp_ms)
+
+    callback = SweepCallback(Hanging(uri, "exactly-once"), OnlineFitter(), background=True)
+    callback.tracker.start_sweep("sweep", {}, "fingerprint")
+    callback.on_trial_start(0, [], TRIAL)
+    report(callback, STEPS[0])
+    deadline = time.monotonic() + 10
+    while callback.outbox.pending and callback.outbox.pending[0][0] != "points":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)  # the points' write is in flight and hangs
+
+    other = SimpleNamespace(trial_id="t0002", config={**TRIAL.config, "i": 2})
+    tunes_thread = threading.Thread(
+        target=lambda: (
+            report(callback, *STEPS[1:]),
+            callback.on_trial_complete(0, [], TRIAL),
+            callback.on_trial_start(0, [], other),
+        )
+    )
+    tunes_thread.start()
+    tunes_thread.join(5)
+    assert not tunes_thread.is_alive(), "Tune's thread waited for the hanging write"
+    assert callback.outbox.pending  # all of it queued behind the hanging write
+    release.set()
+    assert callback.outbox.flush(30)
+    run_id = callback.runs[TRIAL.trial_id]
+    assert [s for s, _ in history(uri, run_id)] == STEPS
+    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+    assert other.trial_id in callback.runs
+    callback.outbox.close()
+
+
+def test_the_experiment_is_looked_up_once_per_process_not_per_trial_run(uri):
+    """Each trial's run needs the experiment's id: one lookup serves the process (it was a query
+    per trial), and a pickled tracker (Tune's checkpoint) looks it up again where it is loaded."""
+    lookups = []
+
+    class Counting(SweepTracker):
+        def _find_or_create_experiment(self):
+            lookups.append(1)
+            return super()._find_or_create_experiment()
+
+    callback = SweepCallback(Counting(uri, "exactly-once"), OnlineFitter(), progress=None)
+    callback.tracker.start_sweep("sweep", {}, "fingerprint")
+    for i in range(5):
+        trial = SimpleNamespace(trial_id=f"t{i}", config={**TRIAL.config, "i": i})
+        callback.on_trial_start(0, [], trial)
+        callback.on_trial_result(0, [], trial, point(STEPS[0]).to_dict())
+        callback.on_trial_complete(0, [], trial)
+    assert callback.outbox.flush(10)
+    assert len(lookups) == 1
+    runs = MlflowClient(uri).search_runs([callback.tracker.experiment_id()])
+    assert len(runs) == 6  # the sweep and its five trials, in that experiment
+    plain = SweepTracker(uri, "exactly-once")
+    assert plain.experiment_id() == callback.tracker.experiment_id()
+    restored = pickle.loads(pickle.dumps(plain))
+    assert restored._experiment_id is None  # not carried: the store may have changed meanwhile
+    assert restored.experiment_id() == plain.experiment_id()
