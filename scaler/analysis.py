@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from scaler.costs import CostModel
-from scaler.fitter import lower_envelope
+from scaler.fitter import data_slice, lower_envelope
 from scaler.laws import MultiLaw, PowerLaw, backtest
 from scaler.laws._identify import Identification
 
@@ -162,11 +162,11 @@ def scheme_datasets(points: pd.DataFrame, trials: pd.DataFrame) -> dict[str, obj
     """scheme name -> (axis column, x, loss) or a string saying why it cannot be fitted."""
     ok = usable(points)
     out: dict[str, object] = {}
-    largest = ok[ok["params"] == ok["params"].max()]
-    if largest["samples"].nunique() >= MIN_DISTINCT:
+    largest = data_slice(ok)  # the same model the live fitter's data law is on
+    if largest is not None:
         out["data"] = ("samples", largest["samples"].to_numpy(float), largest["loss"].to_numpy())
     else:
-        out["data"] = f"needs {MIN_DISTINCT} distinct sample counts on the largest model"
+        out["data"] = f"needs {MIN_DISTINCT} distinct sample counts on one model"
     env = lower_envelope(ok)
     if env["flops"].nunique() >= MIN_DISTINCT:
         out["compute"] = ("flops", env["flops"].to_numpy(float), env["loss"].to_numpy())

@@ -222,12 +222,8 @@ class OnlineFitter:
         n_sizes = ok["params"].nunique()
         n_samples = ok["samples"].nunique()
 
-        # the largest model with enough eval points: while a larger one is still training (its
-        # first points in), the data law stays on the last model that has them, not gone
-        counts = ok.groupby("params")["samples"].nunique()
-        enough = counts[counts >= MIN_DISTINCT]
-        if len(enough):
-            largest = ok[ok["params"] == enough.index.max()]
+        largest = data_slice(ok)
+        if largest is not None:
             out["data"] = (
                 PowerLaw(),
                 largest["samples"].to_numpy(float),
@@ -299,6 +295,15 @@ def _spreads(df: pd.DataFrame) -> pd.DataFrame:
     last = tuned[tuned["samples"] == tuned.groupby("group")["samples"].transform("max")]
     out = last.groupby("group")["loss"].agg(trials="count", best_loss="min", worst_loss="max")
     return out.reset_index()
+
+
+def data_slice(ok: pd.DataFrame) -> pd.DataFrame | None:
+    """Points of the largest model with MIN_DISTINCT sample counts.  While a larger one is still
+    training (its first points in), or stopped early, or diverged, the data law stays on the
+    largest model that has them, rather than having none."""
+    counts = ok.groupby("params")["samples"].nunique()
+    enough = counts[counts >= MIN_DISTINCT]
+    return ok[ok["params"] == enough.index.max()] if len(enough) else None
 
 
 def _params_slice(ok: pd.DataFrame) -> pd.DataFrame | None:

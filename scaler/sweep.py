@@ -156,6 +156,12 @@ def init_ray(address: str | None) -> None:
         except ConnectionError as exc:  # something answers there, but not a Ray cluster
             raise AddressError(f"--address {address}: {str(exc).splitlines()[0]}") from None
     else:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled":
+            from scaler.localcluster import ensure_auth_token
+
+            # Ray would write the token it generates readable by every user (mode 644); ours is
+            # this user's only (600), and Ray uses it
+            ensure_auth_token()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
@@ -189,7 +195,6 @@ def run_sweep(
     # our progress line replaces Tune's; its new output engine prints a banner even at verbose=0
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-    init_ray(address)
     fitter = OnlineFitter(seed=spec.seed)
     callback = SweepCallback(
         tracker,

@@ -198,3 +198,22 @@ def test_a_plateau_after_a_step_is_saturated_not_unidentified():
     s = fit_scheme("rows", "sparse_params", x, y, 1e12, bootstrap=60, seed=0,
                    gap_threshold=0.01, exponent_floor=0.02)  # fmt: skip
     assert s.status == "saturated" and "last 8x" in s.verdict, s.verdict
+
+
+def test_a_largest_model_stopped_early_leaves_the_data_law_on_the_next_one():
+    """The largest model has 2 eval points (stopped early, or still training): the report's data
+    law is fitted on the largest model with 4 sample counts, as the live fitter's is, not
+    skipped."""
+    from scaler.analysis import scheme_datasets
+    from scaler.fitter import data_slice
+
+    p, t, cost = pool(BOTH_PAY, budgets=[1e7])
+    top = p["params"] == p["params"].max()
+    early = top & (p["samples"] > sorted(p.loc[top, "samples"].unique())[1])
+    p = p[~early].reset_index(drop=True)
+    axis, x, _ = scheme_datasets(p, t)["data"]
+    next_largest = p.loc[~top[~early].to_numpy(), "params"].max()
+    assert axis == "samples" and len(x) == 6
+    assert set(data_slice(p)["params"]) == {next_largest}
+    an = analyze(p, t, cost_model=cost, bootstrap=20)
+    assert "data" in an.schemes and "data" not in an.skipped

@@ -52,3 +52,20 @@ def test_tracking_token_never_logged_as_param(tmp_path):
     assert not any("ghp_TOKEN123" in v for v in params.values())
     art = Path(tracker.client.download_artifacts(run_id, "spec.json", str(tmp_path)))
     assert "ghp_TOKEN123" not in art.read_text()
+
+
+def test_a_local_ray_started_by_a_sweep_keeps_its_auth_token_private(tmp_path):
+    """Ray's token authentication: a token Ray generates itself is written readable by every
+    user (mode 644); the sweep's local Ray uses one written for this user only (600)."""
+    import os
+    import subprocess
+    import sys
+
+    token = tmp_path / "ray" / "auth_token"
+    env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_AUTH_TOKEN", None)
+    env.pop("RAY_ADDRESS", None)
+    code = "import ray; from scaler.sweep import init_ray; init_ray(None); ray.shutdown()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert token.is_file()
+    assert token.stat().st_mode & 0o777 == 0o600
