@@ -189,6 +189,9 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        # a fresh Ray's first trials wait for its worker processes to start: paid here, not by
+        # whichever side happens to run first
+        run_bare(spec_for(16, args.concurrency, "warm-up", args.delay), Path(tmp) / "warm-up")
         for i, n in enumerate(args.trials):
             runs = []  # per pair: ({side: completion times}, {side: (wall, driver, busy)})
             uri = spec = None

@@ -181,7 +181,12 @@ def run_sweep(
     init_ray(address)
     check_shared_storage([storage])  # every node must reach it: fail now, not inside a trial
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
-    tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
+    tracker = SweepTracker(
+        uri,
+        spec.tracking.experiment,
+        artifact_root=storage / "mlartifacts",
+        own_process=os.environ.get("SCALER_CLIENT_PROCESS", "1") != "0",
+    )
     parent = start_or_resume(tracker, spec, resume=resume)
     trials = len(searcher.policy.candidates)
     if spec.budget.trials is not None:
@@ -229,8 +234,11 @@ def run_sweep(
         ),
     )
     save_spec(storage / spec.name, spec)
-    with environ(tune_env):
-        grid = tuner.fit()
+    try:
+        with environ(tune_env):
+            grid = tuner.fit()
+    finally:
+        tracker.close()  # its MLflow process, if it has one
     errors = sum(r.error is not None for r in grid)
     return SweepResult(
         name=spec.name,

@@ -61,10 +61,10 @@ def test_a_local_ray_started_by_a_sweep_keeps_its_auth_token_private(tmp_path):
     import subprocess
     import sys
 
-    token = tmp_path / "ray" / "auth_token"
-    env = {**os.environ, "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_AUTH_TOKEN", None)
-    env.pop("RAY_ADDRESS", None)
+    token = tmp_path / ".ray" / "auth_token"  # where Ray looks by default, under this HOME
+    env = {**os.environ, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "RAY_AUTH_MODE"):
+        env.pop(name, None)
     code = "import ray; from scaler.sweep import init_ray; init_ray(None); ray.shutdown()"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert token.is_file()
