@@ -181,12 +181,7 @@ def run_sweep(
     init_ray(address)
     check_shared_storage([storage])  # every node must reach it: fail now, not inside a trial
     uri = tracking_uri or spec.tracking.uri or default_tracking_uri(storage)
-    tracker = SweepTracker(
-        uri,
-        spec.tracking.experiment,
-        artifact_root=storage / "mlartifacts",
-        own_process=os.environ.get("SCALER_CLIENT_PROCESS", "1") != "0",
-    )
+    tracker = SweepTracker(uri, spec.tracking.experiment, artifact_root=storage / "mlartifacts")
     parent = start_or_resume(tracker, spec, resume=resume)
     trials = len(searcher.policy.candidates)
     if spec.budget.trials is not None:
@@ -234,11 +229,8 @@ def run_sweep(
         ),
     )
     save_spec(storage / spec.name, spec)
-    try:
-        with environ(tune_env):
-            grid = tuner.fit()
-    finally:
-        tracker.close()  # its MLflow process, if it has one
+    with environ(tune_env):
+        grid = tuner.fit()
     errors = sum(r.error is not None for r in grid)
     return SweepResult(
         name=spec.name,

@@ -94,16 +94,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
 class SweepTracker:
     """Writes one sweep to MLflow.  Cheap to construct; picklable state is just strings."""
 
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment: str,
-        artifact_root: Path | None = None,
-        *,
-        own_process: bool = False,
-    ):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
         self.tracking_uri = tracking_uri
-        self.own_process = own_process  # MLflow's calls made in a child (scaler.client_process)
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.parent_run_id: str | None = None
@@ -119,21 +111,11 @@ class SweepTracker:
             db = sqlite_path(self.tracking_uri)
             if db is not None:
                 db.parent.mkdir(parents=True, exist_ok=True)
-            if getattr(self, "own_process", False):
-                from scaler.client_process import ClientProcess
-
-                self._client = ClientProcess(self.tracking_uri)
-            else:
-                self._client = MlflowClient(self.tracking_uri)
+            self._client = MlflowClient(self.tracking_uri)
         return self._client
 
     def __getstate__(self):
         return {**self.__dict__, "_client": None, "_experiment_id": None}
-
-    def close(self) -> None:
-        """Stop the client's process (`own_process`); a later call starts another."""
-        if self._client is not None and hasattr(self._client, "close"):
-            self._client.close()
 
     def __setstate__(self, state):  # a checkpoint written before `_experiment_id` existed loads too
         self.__dict__.update({"_experiment_id": None, **state})
