@@ -117,8 +117,8 @@ class SweepTracker:
     def __getstate__(self):
         return {**self.__dict__, "_client": None, "_experiment_id": None}
 
-    def __setstate__(self, state):  # a checkpoint written before `_experiment_id` existed loads too
-        self.__dict__.update({"_experiment_id": None, **state})
+    def __setstate__(self, state):  # a checkpoint written before these existed loads too
+        self.__dict__.update({"_experiment_id": None, "_tried": set(), **state})
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:
@@ -192,9 +192,8 @@ class SweepTracker:
         time: the searches below (whose cost grows with the sweep's runs) are for resumed sweeps,
         and for a retry here (a create whose reply was lost to a tracking outage may have made
         the run: creating another would make two runs of one trial)."""
-        tried = self.__dict__.setdefault("_tried", set())  # absent in trackers pickled before it
-        first_try = trial_id not in tried
-        tried.add(trial_id)
+        first_try = trial_id not in self._tried
+        self._tried.add(trial_id)
         if self.created_parent and first_try:
             return self._new_trial_run(trial_id, config), {}
         runs = self.client.search_runs(
