@@ -33,6 +33,7 @@ from scaler.resume import (
 from scaler.spec import SweepSpec
 from scaler.tracking import SweepTracker, default_tracking_uri
 from scaler.trial.oracle import eval_schedule
+from scaler.tune.actor_reuse import keep_starting_actors
 from scaler.tune.callbacks import SweepCallback
 from scaler.tune.scheduler import PolicyStopper
 from scaler.tune.searcher import PolicySearcher
@@ -229,7 +230,7 @@ def run_sweep(
         ),
     )
     save_spec(storage / spec.name, spec)
-    with environ(tune_env):
+    with environ(tune_env), keep_starting_actors():  # actors reused, not churned (see the module)
         grid = tuner.fit()
     errors = sum(r.error is not None for r in grid)
     return SweepResult(
