@@ -37,6 +37,7 @@ import ray
 from ray import tune
 
 from scaler.spec import parse_spec
+from scaler.tune.actor_reuse import count_actors_started
 
 GRID = {100: (10, 10), 1000: (40, 25), 10_000: (100, 100)}  # trials -> (sizes, budgets)
 
@@ -203,11 +204,12 @@ def main() -> None:
                 for side in order:
                     meter = CpuMeter()
                     meter.start()
-                    if side == "bare":
-                        times["bare"] = run_bare(spec, storage / "bare")
-                    else:
-                        times["scaler"], uri = run_scaler(spec, storage / "scaler")
-                    cpu[side] = meter.stop()
+                    with count_actors_started() as actors:
+                        if side == "bare":
+                            times["bare"] = run_bare(spec, storage / "bare")
+                        else:
+                            times["scaler"], uri = run_scaler(spec, storage / "scaler")
+                    cpu[side] = (*meter.stop(), actors[0])
                     print(
                         f"{n} trials, pair {rep + 1}, {side}: {times[side][-1]:.0f} s", flush=True
                     )
@@ -236,10 +238,11 @@ def main() -> None:
                 f"{med(sc):.1f} ({medians[-1]:.2f}x)"
             )
             for side in ("bare", "scaler"):
-                wall, driver, busy = cpu[side]
+                wall, driver, busy, actors = cpu[side]
                 print(
                     f"  {side:7s} driver CPU {100 * driver / n:.2f} s per 100 trials "
-                    f"({driver / wall:.0%} of a core); machine busy {busy:.0%}"
+                    f"({driver / wall:.0%} of a core); machine busy {busy:.0%}; "
+                    f"trial actors started {actors}"
                 )
         print(
             f"  over {len(runs)} pair(s), medians: scaler last 100 / trials 100-200 = "

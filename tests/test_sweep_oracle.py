@@ -45,6 +45,7 @@ SPEC = {
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, ray_local):
     from scaler.sweep import run_sweep
+    from scaler.tune.actor_reuse import count_actors_started
 
     storage = tmp_path_factory.mktemp("runs")
     spec = parse_spec(SPEC)
@@ -52,25 +53,6 @@ def sweep(tmp_path_factory, ray_local):
         result = run_sweep(spec, storage=storage, final_bootstrap=100)
     result.actors_started = started[0]
     return spec, result
-
-
-@contextlib.contextmanager
-def count_actors_started():
-    """How many Ray actors Tune's actor manager creates (a spy: it changes nothing)."""
-    from ray.air.execution._internal.actor_manager import RayActorManager
-
-    original, started = RayActorManager._try_start_actors, [0]
-
-    def spy(self, *args, **kwargs):
-        n = original(self, *args, **kwargs)
-        started[0] += n
-        return n
-
-    RayActorManager._try_start_actors = spy
-    try:
-        yield started
-    finally:
-        RayActorManager._try_start_actors = original
 
 
 def test_sweep_runs_every_trial_of_the_grid(sweep):

@@ -68,3 +68,23 @@ def keep_starting_actors():
         yield
     finally:
         TuneController._maybe_reuse_cached_actor = original
+
+
+@contextlib.contextmanager
+def count_actors_started():
+    """Counts the Ray actors (worker processes) Tune's actor manager creates while it is open,
+    in `counter[0]`: for tests and `bench_sweep_scale`; a spy that changes nothing."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+
+    original, counter = RayActorManager._try_start_actors, [0]
+
+    def spy(self, *args, **kwargs):
+        n = original(self, *args, **kwargs)
+        counter[0] += n
+        return n
+
+    RayActorManager._try_start_actors = spy
+    try:
+        yield counter
+    finally:
+        RayActorManager._try_start_actors = original
