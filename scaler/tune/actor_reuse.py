@@ -38,6 +38,8 @@ def _starting(controller, trial) -> bool:
 
 @contextlib.contextmanager
 def keep_starting_actors():
+    """While open, Tune keeps a trial's starting actor instead of swapping a cached one in and
+    killing it (see the module); Ray's own rule again on exit."""
     try:
         from ray.air.execution._internal.actor_manager import RayActorManager
         from ray.tune.execution.tune_controller import TuneController
