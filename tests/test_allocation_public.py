@@ -66,3 +66,23 @@ def test_on_public_pools_adaptive_does_not_lose_to_random(pools):
         assert math.isfinite(adaptive)
         ratios.append(adaptive / rnd)
     assert statistics.median(ratios) <= 1.0, sorted(ratios)
+
+
+def test_in_misfit_mode_adaptive_buys_no_run_expected_to_worsen_the_target(pools):
+    """On an IsoFLOP pool the last cheap runs of the budget were tiny models on a few million
+    tokens whose residuals the law cannot explain: they moved the whole fit (2 % -> 13-17 %). In
+    misfit mode every run bought must be expected to reduce the target's error, and the sweep
+    ends, with its reason, when none is."""
+    for name, budget in [
+        ("porian/owt2-base-long-kaplan-kaplan-train", 0.1),
+        ("porian/rw-base-long-kaplan-kaplan-train", 0.2),
+    ]:
+        pool, tx, _ = pools[name]
+        policy = decide(pool, tx, budget)
+        misfit = [d for d in policy.decisions if d["mode"].startswith("misfit")]
+        bought = [d for d in misfit if d["chosen"] is not None]
+        assert bought and all(d["chosen_gain"] > 0 for d in bought), [
+            (d["chosen"], d["chosen_gain"]) for d in misfit
+        ]
+    ended = policy.decisions[-1]  # the second pool: none left with a fifth of its cost unspent
+    assert ended["chosen"] is None and "no candidate left" in (ended["stop"] or ""), ended
