@@ -1,7 +1,7 @@
 """Keep Ray Tune from killing trial actors that are starting, so a sweep reuses its actors.
 
 A sweep runs with `reuse_actors=True`: a finished trial's actor (its worker process, with torch,
-TorchRec and the data already imported) is cached and handed to the next trial. Ray Tune 2.60
+TorchRec and our modules imported, and the synthetic data generator of its config cached) is cached and handed to the next trial. Ray Tune 2.60
 also hands a cached actor to a trial that is *staged*, one whose own actor has its resources
 and is still starting, and then kills that starting actor. Our searcher runs behind a
 concurrency limit, so it proposes a trial only when one finishes; the new trial then finds the
@@ -57,11 +57,7 @@ def keep_starting_actors():
         return
 
     def reuse_cached_actor(self, trial) -> bool:
-        try:
-            starting = _starting(self, trial)
-        except AttributeError:
-            starting = False
-        if starting:
+        if _starting(self, trial):  # the attributes it reads were checked above
             return False  # keep the cached actor for the next trial; this one's is nearly up
         return original(self, trial)
 
