@@ -1,8 +1,8 @@
 """Keep Ray Tune from killing trial actors that are starting, so a sweep reuses its actors.
 
 A sweep runs with `reuse_actors=True`: a finished trial's actor (its worker process, with torch,
-TorchRec and our modules imported, and the synthetic data generator of its config cached) is cached and handed to the next trial. Ray Tune 2.60
-also hands a cached actor to a trial that is *staged*, one whose own actor has its resources
+TorchRec and our modules imported, and the synthetic data generator of its config cached) is
+cached and handed to the next trial. Ray Tune 2.60 also hands a cached actor to a trial that is *staged*, one whose own actor has its resources
 and is still starting, and then kills that starting actor. Our searcher runs behind a
 concurrency limit, so it proposes a trial only when one finishes; the new trial then finds the
 cache empty and starts a new actor, which is killed in its turn when the next trial finishes
