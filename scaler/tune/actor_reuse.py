@@ -1,16 +1,16 @@
 """Keep Ray Tune from killing trial actors that are starting, so a sweep reuses its actors.
 
 A sweep runs with `reuse_actors=True`: a finished trial's actor (its worker process, with torch,
-TorchRec and our modules imported, and the synthetic data generator of its config cached) is
-cached and handed to the next trial. Ray Tune 2.60 also hands a cached actor to a trial that is
-*staged*, one whose own actor has its resources and is still starting, and then kills that
-starting actor. Our searcher runs behind a concurrency limit, so it proposes a trial only when
-one finishes; the new trial then finds the cache empty and starts a new actor, which is killed
-in its turn when the next trial finishes while it starts. Once a trial is staged when another finishes (the first wave of actors starts
-two at a time and short trials finish before the last ones are up), this repeats for the rest
-of the sweep: `bench_sweep_scale` saw 247 actors started for 300 trials (bare Tune over a grid:
-8), the machine 82 % busy against 45 %. Ray's maintainers call the number of actors spawned
-with reuse "nondeterministic and unstable" (ray-project/ray#42951).
+TorchRec and our modules imported, and the synthetic data generator of its config cached) is cached
+and handed to the next trial. Ray Tune 2.60 also hands a cached actor to a trial that is *staged*,
+one whose own actor has its resources and is still starting, and then kills that starting actor.
+Our searcher runs behind a concurrency limit, so it proposes a trial only when one finishes; the
+new trial then finds the cache empty and starts a new actor, which is killed in its turn when the
+next trial finishes while it starts. Once a trial is staged when another finishes (the first wave
+of actors starts two at a time and short trials finish before the last ones are up), this repeats
+for the rest of the sweep: `bench_sweep_scale` saw 247 actors started for 300 trials (bare Tune
+over a grid: 8), the machine 82 % busy against 45 %. Ray's maintainers call the number of actors
+spawned with reuse "nondeterministic and unstable" (ray-project/ray#42951).
 
 `keep_starting_actors` changes one rule while a sweep's `Tuner.fit` runs: a cached actor is not
 handed to a trial whose own actor already holds its resources and is starting; it waits for the
