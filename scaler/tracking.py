@@ -282,7 +282,14 @@ class SweepTracker:
             dropped = int(tags.get(f"{MISMATCH_TAG}.dropped", "0")) + 1
             self.client.set_tag(run_id, f"{MISMATCH_TAG}.dropped", str(dropped))
 
-    def log_points(self, run_id: str, points: list[EvalPoint], timestamp_ms: int) -> None:
+    def log_points(
+        self,
+        run_id: str,
+        points: list[EvalPoint],
+        timestamp_ms: int,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """The points' metrics (and `tags`, e.g. a trial's end status: one write, not two)."""
         metrics = [
             Metric(key, float(getattr(p, key)), timestamp_ms, int(p.samples))
             for p in points
@@ -291,12 +298,22 @@ class SweepTracker:
         metrics += [
             Metric("samples", float(p.samples), timestamp_ms, int(p.samples)) for p in points
         ]
-        for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
-            self.client.log_batch(run_id, metrics=metrics[i : i + 900])
+        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(metrics), 1), 900):  # MLflow's batch limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[i : i + 900], tags=run_tags)
+            run_tags = []
+
+    @staticmethod
+    def end_tags(status: str, reason: str | None = None) -> dict[str, str]:
+        return {"scaler.status": status} | ({"scaler.excluded": reason[:5000]} if reason else {})
 
     def end_trial(self, run_id: str, status: str, reason: str | None = None) -> None:
-        tags = {"scaler.status": status} | ({"scaler.excluded": reason[:5000]} if reason else {})
-        self.set_tags(run_id, tags)
+        """Tag the run with its status and end it (`terminate` alone: the tags already went
+        with the trial's last points)."""
+        self.set_tags(run_id, self.end_tags(status, reason))
+        self.terminate(run_id, status)
+
+    def terminate(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
 
     # --- laws (on the parent) -------------------------------------------------------------

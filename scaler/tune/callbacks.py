@@ -147,9 +147,11 @@ class SweepCallback(Callback):
         elif kind == "points":  # "point": one point, as saved by an older scaler
             points = [EvalPoint(**p) for p in e.get("points") or [e["point"]]]
             self._log_points(e["trial_id"], e["config"], points, e["ts"])
-        elif kind == "end_trial":
-            run_id = self._run_id(e["trial_id"], e["config"])
-            self.tracker.end_trial(run_id, e["status"], e["reason"])
+        elif kind == "end_trial":  # with the trial's last points, in one write
+            tags = self.tracker.end_tags(e["status"], e["reason"])
+            points = [EvalPoint(**p) for p in e.get("points", [])]
+            run_id = self._log_points(e["trial_id"], e["config"], points, e.get("ts", 0), tags)
+            self.tracker.terminate(run_id, e["status"])
         elif kind == "fit":
             self.tracker.log_fit(e["summary"], e["step"], e["ts"])
         elif kind == "sweep_metrics":
@@ -178,8 +180,16 @@ class SweepCallback(Callback):
         self.known_runs.add(self.runs[trial_id])
         return self.runs[trial_id]
 
-    def _log_points(self, trial_id: str, config: dict, points: list[EvalPoint], ts: int) -> None:
-        """The points MLflow does not hold yet, in one write; the others are re-reports."""
+    def _log_points(
+        self,
+        trial_id: str,
+        config: dict,
+        points: list[EvalPoint],
+        ts: int,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """The points MLflow does not hold yet, and `tags`, in one write; the others are
+        re-reports. Returns the run id."""
         run_id = self._run_id(trial_id, config)
         new: dict[int, EvalPoint] = {}
         for point in points:
@@ -188,10 +198,10 @@ class SweepCallback(Callback):
                 self._rereported(trial_id, run_id, step, point)
             elif step not in new:
                 new[step] = point
-        if not new:
-            return
+        if not new and not tags:
+            return run_id
         try:
-            self.tracker.log_points(run_id, list(new.values()), ts)
+            self.tracker.log_points(run_id, list(new.values()), ts, tags)
         except Exception:
             # the write may have landed with its reply lost: read the run back before retrying
             self.known_runs.discard(run_id)
@@ -199,6 +209,7 @@ class SweepCallback(Callback):
         for step, point in new.items():
             self.logged[trial_id].add(step)
             self.values[trial_id][step] = {k: float(getattr(point, k)) for k in OUTCOME_METRICS}
+        return run_id
 
     def _rereported(self, trial_id: str, run_id: str, step: int, point: EvalPoint) -> None:
         entry = rereported_mismatch(step, self.values[trial_id].get(step, {}), point)
@@ -349,9 +360,13 @@ class SweepCallback(Callback):
         return record
 
     def _end_trial(self, trial, status: str, reason: str | None) -> None:
-        self._send_points(trial.trial_id)  # its points before its end
-        event = {"trial_id": trial.trial_id, "config": trial.config}
-        self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
+        """Its points not yet sent go with its end: one MLflow write for both, then the run's
+        end (a short trial: create the run, its params, points + status, end; four writes)."""
+        batch = self.batches.pop(trial.trial_id, None) or {"points": [], "ts": 0}
+        event = {"trial_id": trial.trial_id, "config": trial.config, "points": batch["points"]}
+        self.outbox.submit(
+            "end_trial", {**event, "ts": batch["ts"], "status": status, "reason": reason}
+        )
 
     # --- display --------------------------------------------------------------------------
     def _show(self, trials, finished, report: FitReport | None, record: dict | None = None) -> None:

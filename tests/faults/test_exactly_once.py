@@ -104,8 +104,8 @@ def test_a_write_whose_reply_was_lost_is_not_logged_twice(uri):
     class LostReply(SweepTracker):
         lost = 1
 
-        def log_points(self, run_id, points, timestamp_ms):
-            super().log_points(run_id, points, timestamp_ms)
+        def log_points(self, run_id, points, timestamp_ms, tags=None):
+            super().log_points(run_id, points, timestamp_ms, tags)
             if self.lost:
                 self.lost -= 1
                 raise ConnectionError("connection reset by peer")
@@ -180,9 +180,9 @@ def test_batched_points_go_in_one_write_and_are_never_only_in_memory_at_a_checkp
     class Counting(SweepTracker):
         writes = 0
 
-        def log_points(self, run_id, points, timestamp_ms):
+        def log_points(self, run_id, points, timestamp_ms, tags=None):
             self.writes += 1
-            super().log_points(run_id, points, timestamp_ms)
+            super().log_points(run_id, points, timestamp_ms, tags)
 
     callback = SweepCallback(Counting(uri, "exactly-once"), OnlineFitter(), batch_s=60.0)
     callback.tracker.start_sweep("sweep", {}, "fingerprint")
@@ -197,6 +197,64 @@ def test_batched_points_go_in_one_write_and_are_never_only_in_memory_at_a_checkp
     callback.on_trial_complete(0, [], TRIAL)
     assert [s for s, _ in history(uri, run_id)] == STEPS and callback.tracker.writes == 2
     assert assert_no_duplicate_points(MlflowClient(uri), [run_id]) == len(STEPS)
+
+
+def test_a_short_trial_costs_four_mlflow_writes_and_its_end_goes_with_its_last_points(uri):
+    """At scale every write counts (a transaction on sqlite, a request to a server): a trial
+    whose points are batched to its end costs create + params + (points and status tags) + end,
+    and a lost reply to that combined write is retried without logging a point twice."""
+
+    calls: list[tuple[str, str]] = []  # (call, run id) of every write, in order
+
+    class Spy(MlflowClient):
+        def create_run(self, *a, **k):
+            run = super().create_run(*a, **k)
+            calls.append(("create_run", run.info.run_id))
+            return run
+
+        def log_batch(self, run_id, *a, **k):
+            calls.append(("log_batch", run_id))
+            return super().log_batch(run_id, *a, **k)
+
+        def set_terminated(self, run_id, *a, **k):
+            calls.append(("set_terminated", run_id))
+            return super().set_terminated(run_id, *a, **k)
+
+    class LostReply(SweepTracker):
+        lost = 1
+
+        def log_points(self, run_id, points, timestamp_ms, tags=None):
+            super().log_points(run_id, points, timestamp_ms, tags)
+            if self.lost:
+                self.lost -= 1
+                raise ConnectionError("connection reset by peer")
+
+    tracker = SweepTracker(uri, "exactly-once")
+    tracker.start_sweep("sweep", {}, "fingerprint")
+    tracker._client = Spy(uri)
+    callback = SweepCallback(tracker, OnlineFitter(), batch_s=60.0)
+    callback.on_trial_start(0, [], TRIAL)
+    report(callback, *STEPS)
+    callback.on_trial_complete(0, [], TRIAL)
+    run_id = callback.runs[TRIAL.trial_id]
+    writes = [name for name, run in calls if run == run_id]  # (a live refit logs on the parent)
+    assert writes == ["create_run", "log_batch", "log_batch", "set_terminated"], calls
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["scaler.status"] == "completed"
+    assert [s for s, _ in history(uri, run.info.run_id)] == STEPS
+
+    lost = SimpleNamespace(trial_id="t0009", config={**TRIAL.config, "samples": 4000})
+    callback.tracker.__class__ = LostReply
+    callback.outbox.burst_s = 0.0  # no retry within the burst: the end stays queued
+    callback.on_trial_start(0, [], lost)
+    for step in STEPS[:4]:
+        callback.on_trial_result(0, [], lost, point(step).to_dict())
+    callback.on_trial_complete(0, [], lost)
+    assert callback.tracker.lost == 0  # the combined write landed, its reply did not: retried
+    assert callback.outbox.flush()
+    run = MlflowClient(uri).get_run(callback.runs[lost.trial_id])
+    assert run.info.status == "FINISHED" and run.data.tags["scaler.status"] == "completed"
+    assert assert_no_duplicate_points(MlflowClient(uri), [run.info.run_id]) == 4
 
 
 def test_a_resumed_driver_adopts_the_run_of_a_trial_its_state_never_knew(uri):
@@ -260,12 +318,12 @@ class SlowStore(SweepTracker):
     down = False
     writes = 0
 
-    def log_points(self, run_id, points, timestamp_ms):
+    def log_points(self, run_id, points, timestamp_ms, tags=None):
         time.sleep(self.delay)
         if self.down:
             raise ConnectionError("tracking server unreachable")
         self.writes += 1
-        super().log_points(run_id, points, timestamp_ms)
+        super().log_points(run_id, points, timestamp_ms, tags)
 
 
 def background_driver(uri: str, state: dict | None = None) -> SweepCallback:
@@ -353,9 +411,9 @@ def test_in_the_background_tunes_thread_never_waits_for_the_write_in_flight(uri)
     release = threading.Event()
 
     class Hanging(SweepTracker):
-        def log_points(self, run_id, points, timestamp_ms):
+        def log_points(self, run_id, points, timestamp_ms, tags=None):
             release.wait(30)
-            super().log_points(run_id, points, timestamp_ms)
+            super().log_points(run_id, points, timestamp_ms, tags)
 
     callback = SweepCallback(Hanging(uri, "exactly-once"), OnlineFitter(), background=True)
     callback.tracker.start_sweep("sweep", {}, "fingerprint")
