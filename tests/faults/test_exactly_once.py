@@ -96,19 +96,22 @@ def test_undelivered_events_of_the_restored_outbox_are_reconciled(uri):
     assert [s for s, _ in history(uri, run_id)] == STEPS[:4]
 
 
+class LostReply(SweepTracker):
+    """Its first points write lands in the store, and its reply is lost."""
+
+    lost = 1
+
+    def log_points(self, run_id, points, timestamp_ms, tags=None):
+        super().log_points(run_id, points, timestamp_ms, tags)
+        if self.lost:
+            self.lost -= 1
+            raise ConnectionError("connection reset by peer")
+
+
 def test_a_write_whose_reply_was_lost_is_not_logged_twice(uri):
     """The tracking server stored a batch and went away before answering: the outbox retries
     the event, and the run is read back first. (MLflow's SQL store also skips a metric row equal
     in key, value, timestamp and step, which an outbox retry is; this does not rely on it.)"""
-
-    class LostReply(SweepTracker):
-        lost = 1
-
-        def log_points(self, run_id, points, timestamp_ms, tags=None):
-            super().log_points(run_id, points, timestamp_ms, tags)
-            if self.lost:
-                self.lost -= 1
-                raise ConnectionError("connection reset by peer")
 
     callback = SweepCallback(LostReply(uri, "exactly-once"), OnlineFitter())
     callback.tracker.start_sweep("sweep", {}, "fingerprint")
@@ -219,15 +222,6 @@ def test_a_short_trial_costs_four_mlflow_writes_and_its_end_goes_with_its_last_p
         def set_terminated(self, run_id, *a, **k):
             calls.append(("set_terminated", run_id))
             return super().set_terminated(run_id, *a, **k)
-
-    class LostReply(SweepTracker):
-        lost = 1
-
-        def log_points(self, run_id, points, timestamp_ms, tags=None):
-            super().log_points(run_id, points, timestamp_ms, tags)
-            if self.lost:
-                self.lost -= 1
-                raise ConnectionError("connection reset by peer")
 
     tracker = SweepTracker(uri, "exactly-once")
     tracker.start_sweep("sweep", {}, "fingerprint")
