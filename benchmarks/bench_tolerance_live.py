@@ -72,14 +72,16 @@ def one(seed: int, tolerance: float, storage: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--tolerance", type=float, nargs="+", default=[0.01, 0.005])
     args = ap.parse_args()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         for tolerance in args.tolerance:
-            summarise(tolerance, [one(seed, tolerance, Path(tmp)) for seed in range(args.seeds)])
+            summarise(tolerance, [one(seed, tolerance, Path(tmp)) for seed in seeds])
 
 
 def summarise(tolerance: float, rows: list[dict]) -> None:
