@@ -307,13 +307,8 @@ class SweepTracker:
     def end_tags(status: str, reason: str | None = None) -> dict[str, str]:
         return {"scaler.status": status} | ({"scaler.excluded": reason[:5000]} if reason else {})
 
-    def end_trial(self, run_id: str, status: str, reason: str | None = None) -> None:
-        """Tag the run with its status and end it (`terminate` alone: the tags already went
-        with the trial's last points)."""
-        self.set_tags(run_id, self.end_tags(status, reason))
-        self.terminate(run_id, status)
-
     def terminate(self, run_id: str, status: str) -> None:
+        """End a trial's run (its status tags went with its last points: `end_tags`)."""
         self.client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
 
     # --- laws (on the parent) -------------------------------------------------------------

@@ -78,11 +78,14 @@ def test_adaptive_policy_drives_a_dlrm_sweep(tmp_path, ray_local):
     design = make_searcher(spec).policy.design
     assert design.n_axes == 2  # the model varies: a joint law in (parameters, samples)
     result = run_sweep(spec, storage=tmp_path, final_bootstrap=0)
-    assert result.trials == 4 and result.errors == 0
+    # all 4, or fewer if the policy ended the sweep (on real losses the law may misfit, and then
+    # no run left may be expected to help): its reason is then the last decision in MLflow
+    assert 1 <= result.trials <= 4 and result.errors == 0
     client = MlflowClient(result.tracking_uri)
     run = result.parent_run_id
-    steps = sorted(a.path for a in client.list_artifacts(run, "allocation"))
-    assert "allocation/latest.json" in steps and len(steps) >= 2
+    paths = sorted(a.path for a in client.list_artifacts(run, "allocation"))
+    steps = [p for p in paths if p.startswith("allocation/step_")]
+    assert "allocation/latest.json" in paths and steps
     first = json.loads(open(client.download_artifacts(run, steps[0])).read())
     assert set(first["spent_per_axis"]) == {"model.num_embeddings", "samples"}
     chosen = first["decision"]["chosen"]
@@ -92,9 +95,11 @@ def test_adaptive_policy_drives_a_dlrm_sweep(tmp_path, ray_local):
     assert first["decision"]["mode"].startswith(modes)
     latest = json.loads(open(client.download_artifacts(run, "allocation/latest.json")).read())
     assert latest["decision"]["mode"].startswith(modes)
+    if result.trials < 4:
+        assert latest["decision"]["stop"], latest["decision"]
     trials = scaler.trials("dlrm-adaptive", tracking_uri=result.tracking_uri)
     # adaptive may stop a running trial whose remaining eval points are worth little
-    assert len(trials) == 4, trials
+    assert len(trials) == result.trials, trials
     assert trials["status"].isin(["completed", "stopped early"]).all(), trials["status"]
 
 

@@ -331,6 +331,9 @@ class SweepCallback(Callback):
             self.outbox.submit(
                 "sweep_metrics", {"values": values, "step": self.completed, "ts": now}
             )
+        # the policy's last decision, if new: why the sweep ended (a tolerance met, nothing left
+        # worth running) is often decided after the last trial completed
+        self._log_allocation(now, refitted=False)
         self.outbox.submit("end_sweep", {"status": "FINISHED"})
         # waits up to outbox.final_wait_s for the server (a short burst if it just failed to come)
         delivered = self.outbox.flush(None if reachable else self.outbox.burst_s)
