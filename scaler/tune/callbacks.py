@@ -228,17 +228,23 @@ class SweepCallback(Callback):
                 "trial %s re-reported step %d, already in MLflow: not logged again", trial_id, step
             )
 
-    def _send_points(self, trial_id: str | None = None, *, due_only: bool = False) -> None:
-        """Hand batched points to the outbox: one trial's, or every trial's (`due_only`: those
-        whose oldest point has waited `batch_s`)."""
+    def _send_points(self, *, due_only: bool = False) -> None:
+        """Hand every trial's batched points to the outbox (`due_only`: those whose oldest
+        point has waited `batch_s`); a trial's last ones go with its end (`_end_trial`)."""
         now = time.monotonic()
-        for tid in [trial_id] if trial_id is not None else list(self.batches):
-            batch = self.batches.get(tid)
-            if batch is None or (due_only and now - batch["since"] < self.batch_s):
-                continue
-            del self.batches[tid]
-            event = {"trial_id": tid, "config": batch["config"], "points": batch["points"]}
-            self.outbox.submit("points", {**event, "ts": batch["ts"]})
+        for tid, batch in list(self.batches.items()):
+            if not (due_only and now - batch["since"] < self.batch_s):
+                self.outbox.submit("points", self._points_event(tid, batch["config"]))
+
+    def _points_event(self, trial_id: str, config: dict) -> dict:
+        """A trial's batched points, taken out of `batches`, as an outbox event's fields."""
+        batch = self.batches.pop(trial_id, None) or {"points": [], "ts": 0}
+        return {
+            "trial_id": trial_id,
+            "config": config,
+            "points": batch["points"],
+            "ts": batch["ts"],
+        }
 
     def _keep_first(self, trial_id: str, point: EvalPoint, first: dict[str, float]) -> None:
         """The fit uses the point MLflow holds, not the re-reported one `on_trial_result` gave it."""
@@ -365,11 +371,8 @@ class SweepCallback(Callback):
     def _end_trial(self, trial, status: str, reason: str | None) -> None:
         """Its points not yet sent go with its end: one MLflow write for both, then the run's
         end (a short trial: create the run, its params, points + status, end; four writes)."""
-        batch = self.batches.pop(trial.trial_id, None) or {"points": [], "ts": 0}
-        event = {"trial_id": trial.trial_id, "config": trial.config, "points": batch["points"]}
-        self.outbox.submit(
-            "end_trial", {**event, "ts": batch["ts"], "status": status, "reason": reason}
-        )
+        event = self._points_event(trial.trial_id, trial.config)
+        self.outbox.submit("end_trial", {**event, "status": status, "reason": reason})
 
     # --- display --------------------------------------------------------------------------
     def _show(self, trials, finished, report: FitReport | None, record: dict | None = None) -> None:
