@@ -431,15 +431,14 @@ class QuickStart:
 
     def trial_nodes(self) -> dict[str, str]:
         """Actor id -> node id of every Tune trial actor the cluster ran."""
-        found = self.rest(
-            "/api/v0/actors",
-            limit=10000,
-            detail="true",
-            filter_keys="class_name",
-            filter_predicates="=",
-            filter_values="ImplicitFunc",
-        )
-        return {a["actor_id"]: a["node_id"] for a in found["data"]["result"]["result"]}
+        found = self.rest("/api/v0/actors", limit=10000, detail="true")["data"]["result"]
+        # Ray names the class by its qualified name, which for Tune's function trainables is
+        # "wrap_function.<locals>.ImplicitFunc" (the state API's filter only matches exactly)
+        return {
+            a["actor_id"]: a["node_id"]
+            for a in found["result"]
+            if a["class_name"].rsplit(".", 1)[-1] == "ImplicitFunc"
+        }
 
 
 def _read_printed(proc: subprocess.Popen, timeout: float) -> list[str]:
