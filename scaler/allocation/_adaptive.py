@@ -426,6 +426,8 @@ class AdaptivePolicy(Policy):
             if a["misfit"]:
                 allowed = {j for j, g in zip(a["index"], a["change"], strict=True) if g > 0}
             i = self._nearest(ledger, a["law"], allowed)
+            # every candidate in a["index"] fits the budget left (assess(ledger) keeps only
+            # those), so None here means no candidate is expected to help, not that none fits
             if i is None:
                 if allowed is not None and not self.running:
                     self.done_reason = "misfit: no candidate left is expected to reduce the error"
