@@ -85,17 +85,15 @@ def rest(cluster, path: str, **query) -> dict:
 
 
 def actor_nodes(cluster, class_name: str) -> dict[str, str]:
-    """Actor id -> node id of every actor of a class the cluster has run (dead ones too)."""
-    found = rest(
-        cluster,
-        "/api/v0/actors",
-        limit=10000,
-        detail="true",
-        filter_keys="class_name",
-        filter_predicates="=",
-        filter_values=class_name,
-    )
-    return {a["actor_id"]: a["node_id"] for a in found["data"]["result"]["result"]}
+    """Actor id -> node id of every actor of a class the cluster has run (dead ones too). Matched
+    on the class's own name: Ray reports Tune's function trainables in a Ray job's driver as
+    "wrap_function.<locals>.ImplicitFunc", and the state API's filter only matches exactly."""
+    found = rest(cluster, "/api/v0/actors", limit=10000, detail="true")["data"]["result"]
+    return {
+        a["actor_id"]: a["node_id"]
+        for a in found["result"]
+        if a["class_name"].rsplit(".", 1)[-1] == class_name
+    }
 
 
 def trial_actor_nodes(cluster) -> dict[str, str]:

@@ -432,7 +432,7 @@ class QuickStart:
     def trial_nodes(self) -> dict[str, str]:
         """Actor id -> node id of every Tune trial actor the cluster ran."""
         found = self.rest("/api/v0/actors", limit=10000, detail="true")["data"]["result"]
-        # Ray names the class by its qualified name, which for Tune's function trainables is
+        # Ray reports Tune's function trainables in a Ray job's driver as
         # "wrap_function.<locals>.ImplicitFunc" (the state API's filter only matches exactly)
         return {
             a["actor_id"]: a["node_id"]
