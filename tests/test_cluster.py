@@ -84,16 +84,24 @@ def rest(cluster, path: str, **query) -> dict:
         return json.load(r)
 
 
-def actor_nodes(cluster, class_name: str) -> dict[str, str]:
-    """Actor id -> node id of every actor of a class the cluster has run (dead ones too). Matched
+ACTORS = ("/api/v0/actors", {"limit": 10000, "detail": "true"})  # every actor, dead ones too
+
+
+def actors_of_class(listing: dict, class_name: str) -> dict[str, str]:
+    """Actor id -> node id of the actors of a class in the dashboard's `ACTORS` listing. Matched
     on the class's own name: Ray reports Tune's function trainables in a Ray job's driver as
     "wrap_function.<locals>.ImplicitFunc", and the state API's filter only matches exactly."""
-    found = rest(cluster, "/api/v0/actors", limit=10000, detail="true")["data"]["result"]
     return {
         a["actor_id"]: a["node_id"]
-        for a in found["result"]
+        for a in listing["data"]["result"]["result"]
         if a["class_name"].rsplit(".", 1)[-1] == class_name
     }
+
+
+def actor_nodes(cluster, class_name: str) -> dict[str, str]:
+    """Actor id -> node id of every actor of a class the cluster has run (dead ones too)."""
+    path, query = ACTORS
+    return actors_of_class(rest(cluster, path, **query), class_name)
 
 
 def trial_actor_nodes(cluster) -> dict[str, str]:

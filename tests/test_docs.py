@@ -431,14 +431,10 @@ class QuickStart:
 
     def trial_nodes(self) -> dict[str, str]:
         """Actor id -> node id of every Tune trial actor the cluster ran."""
-        found = self.rest("/api/v0/actors", limit=10000, detail="true")["data"]["result"]
-        # Ray reports Tune's function trainables in a Ray job's driver as
-        # "wrap_function.<locals>.ImplicitFunc" (the state API's filter only matches exactly)
-        return {
-            a["actor_id"]: a["node_id"]
-            for a in found["result"]
-            if a["class_name"].rsplit(".", 1)[-1] == "ImplicitFunc"
-        }
+        from tests.test_cluster import ACTORS, actors_of_class
+
+        path, query = ACTORS
+        return actors_of_class(self.rest(path, **query), "ImplicitFunc")
 
 
 def _read_printed(proc: subprocess.Popen, timeout: float) -> list[str]:
