@@ -190,9 +190,12 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        # a fresh Ray's first trials wait for its worker processes to start: paid here, not by
-        # whichever side happens to run first
+        # paid here, not by whichever side happens to run first: a fresh Ray's first trials wait
+        # for its worker processes to start, and scaler's first sweep in a process imports what
+        # bare Tune does not (MLflow's sqlite store, scipy: ~1.6 s, as bare pays `import ray.tune`
+        # above; it was inside the timed region of scaler's first run, 0.98x in that pair)
         run_bare(spec_for(16, args.concurrency, "warm-up", args.delay), Path(tmp) / "warm-up")
+        run_scaler(spec_for(16, args.concurrency, "warm-up-s", args.delay), Path(tmp) / "warm-s")
         for i, n in enumerate(args.trials):
             runs = []  # per pair: ({side: completion times}, {side: (wall, driver, busy)})
             uri = spec = None
