@@ -214,7 +214,7 @@ def main() -> None:
                             times["scaler"], uri = run_scaler(spec, storage / "scaler")
                     cpu[side] = (*meter.stop(), actors[0])
                     print(
-                        f"{n} trials, pair {rep + 1}, {side}: {times[side][-1]:.0f} s", flush=True
+                        f"{n} trials, pair {rep + 1}, {side}: {times[side][-1]:.1f} s", flush=True
                     )
                 runs.append((times, cpu))
             q, r = query_and_report(spec, uri, Path(tmp) / f"{n}-report")
@@ -237,7 +237,7 @@ def main() -> None:
             medians.append(med(bare) / med(sc))
             print(
                 f"  pair {k}: flatness (last 100 / trials 100-200) {flats[-1]:.2f}x; throughput "
-                f"vs bare {throughputs[-1]:.2f}x; median s/100 bare {med(bare):.1f}, scaler "
+                f"vs bare {throughputs[-1]:.3f}x; median s/100 bare {med(bare):.1f}, scaler "
                 f"{med(sc):.1f} ({medians[-1]:.2f}x)"
             )
             for side in ("bare", "scaler"):
@@ -249,8 +249,8 @@ def main() -> None:
                 )
         print(
             f"  over {len(runs)} pair(s), medians: scaler last 100 / trials 100-200 = "
-            f"{med(flats):.2f}x (goal <= 1.3x); throughput vs bare Tune = {med(throughputs):.2f}x "
-            f"(goal >= 1.0x; per pair {', '.join(f'{t:.2f}' for t in throughputs)}); median-100 "
+            f"{med(flats):.2f}x (goal <= 1.3x); throughput vs bare Tune = {med(throughputs):.3f}x "
+            f"(goal >= 1.0x; per pair {', '.join(f'{t:.3f}' for t in throughputs)}); median-100 "
             f"ratio {med(medians):.2f}x"
         )
         print(f"  query (trials + points) {q:.1f} s (goal < 10 s); report analysis {r:.1f} s")
