@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
+SETTLE_S = 0.1  # the background sender's wait, woken from idle (module docstring)
+
 
 class Outbox:
     """Ordered events `(kind, payload)`, delivered by `send(kind, payload)`; `pending` is picklable
@@ -64,7 +66,7 @@ class Outbox:
         burst_s: float = 2.0,
         final_wait_s: float = 600.0,
         max_backoff_s: float = 5.0,
-        settle_s: float = 0.1,
+        settle_s: float = SETTLE_S,
     ):
         self.send = send
         self.background = background
@@ -91,7 +93,7 @@ class Outbox:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("settle_s", 0.1)  # saved by an older scaler
+        state.setdefault("settle_s", SETTLE_S)  # saved by an older scaler
         self.__dict__.update(state)
         self._setup()
 
