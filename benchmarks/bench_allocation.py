@@ -4,14 +4,14 @@ Default sections (all ratios from this one run):
 - public pools (`scaler.allocation._public_pools`: Chinchilla, the 15 Porian et al. 2024 IsoFLOP
   setups; fit region / held-out expensive region): per pool and budget (5, 10, 20 % of the pool's
   cost) the target error of the law refitted on what each policy bought (random: the median over
-  `--public-seeds`, 25; the other policies do not use their seed on a pool without noise, checked),
+  `--seeds`, 25; the other policies do not use their seed on a pool without noise, checked),
   the whole fit region's error beside it and P(adaptive <= random), the share of random's seeds
   that adaptive beats; then how often adaptive <= random (and grid, halving), and the null:
   random against itself with other seeds, how often one cell's verdict flips by noise.
-- oracle pools (the cases below): adaptive's design sd ratio / the certified lower bound at 10 and
-  20 %, and its median target error beside random's.
-- the tolerance stop: adaptive replays with a tolerance; the share of stopped sweeps whose
-  realised target error is within it.
+- oracle pools (the cases below, `--seeds` of each): adaptive's design sd ratio / the certified
+  lower bound at 10 and 20 %, and its median target error beside random's.
+- the tolerance stop (`--slow-seeds`, 5): adaptive replays with a tolerance; the share of stopped
+  sweeps whose realised target error is within it.
 - speed: replay seconds per seed of each policy on a 360-row oracle pool (60 runs x 6 eval
   points), and the seconds of one live decision over 1,000 candidates.
 `--anytime` adds the retired goal's table below (budget to reach the grid's full-budget error).
@@ -34,7 +34,7 @@ Pools:
   losses, as the authors (and bench_fit.py) do; N and D = C / 6N, cost C; the most expensive 10 %
   held out as the target (its recorded losses).  Only `random` depends on the seed here.
 
-Measure (anytime): each policy runs once per seed (the pool's noise and the policy's seed) up to
+Measure (anytime, `--slow-seeds`): each policy runs once per seed (the pool's noise and the policy's seed) up to
 the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every step); at checkpoints
 (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100 % of the pool's cost) the law is refitted on the rows
 bought within that budget.  Per case, the errors are medians over seeds.  The reference e* is the
@@ -60,7 +60,7 @@ f only if the ratio at f is <= 1 + slack.  Each policy's own design at 10 % is s
 with a bound <= 1 + slack on denser or redundant grids (each (N, D) its own run, 3 seeds of every
 run, 16 x 16): whether the goal could be met on a grid that wastes more.
 
-Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 5] [--public-seeds 25] [--quick] [--anytime]
+Run:  .venv/bin/python benchmarks/bench_allocation.py [--seeds 25] [--slow-seeds 5] [--quick] [--anytime]
       [--max-fraction 0.3] [--bound-only]
 """
 
@@ -497,29 +497,32 @@ def print_speed(seeds) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=5, help="pool noise / policy seeds 0..K-1")
     parser.add_argument(
-        "--public-seeds",
+        "--seeds",
         type=int,
         default=25,
-        help="random's seeds per public cell (and the null's)",
+        help="seeds 0..K-1: random's on public pools (and the null's), pool noise and policy on "
+        "oracle pools",
+    )
+    parser.add_argument(
+        "--slow-seeds", type=int, default=5, help="seeds of the tolerance stop and --anytime"
     )
     parser.add_argument("--max-fraction", type=float, default=0.3, help="longest adaptive run")
     parser.add_argument("--slack", type=float, default=0.1, help="reach (1 + slack) * e*")
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 oracle cases")
+    parser.add_argument("--quick", action="store_true", help="3 seeds (2 slow), 3 oracle cases")
     parser.add_argument("--no-chinchilla", action="store_true")
     parser.add_argument("--bound-only", action="store_true", help="only the best-design bound")
     parser.add_argument("--anytime", action="store_true", help="also the retired goal's table")
     args = parser.parse_args()
-    seeds = range(2 if args.quick else args.seeds)
+    seeds = range(3 if args.quick else args.seeds)
+    slow = range(2 if args.quick else args.slow_seeds)
     if not args.bound_only:
-        public_seeds = range(3 if args.quick else args.public_seeds)
-        public = print_public(public_seeds)
-        print_null(public_seeds)
+        public = print_public(seeds)
+        print_null(seeds)
         print()
         print_oracle(seeds)
         print()
-        print_tolerance(seeds)
+        print_tolerance(slow)
         print()
         print_speed(range(2 if args.quick else 3))
         if (
@@ -538,6 +541,7 @@ def main() -> None:
         print_density(args.slack)
         return
 
+    seeds = slow  # the anytime curves refit at every step
     print(
         f"median over {len(seeds)} seeds of the target error after each budget; fraction of the "
         f"pool's cost from which the median error stays <= {1 + args.slack:g} x e*, the grid's "

@@ -98,7 +98,19 @@ def test_too_few_residuals_to_tell_misfit_from_noise_count_as_misfit(pools):
     pool, tx, ty = pools["porian/owt2-base-long-kaplan-kaplan-train"]
     policy = decide(pool, tx, 0.1)
     early = [d for d in policy.decisions if d["law"] is not None and d["n_points"] - 5 < MIN_DOF]
-    assert early and all(d["mode"].startswith("misfit") for d in early), early
-    assert all("too few points" in d["mode"] for d in early)
+    assert early and all(d["mode"] != "information" for d in early), early
+    assert any("too few points" in d["mode"] for d in early), early
     whole = target_mape(pool.x, pool.y, tx, ty)[1]
     assert replay(pool, tx, ty, policy="adaptive", budget=0.1).target_mape < whole
+
+
+def test_an_unidentified_law_does_not_end_the_sweep():
+    """The misfit rule (buy only what the model expects to help; none left: stop) needs a law
+    worth trusting.  On an oracle pool (seed 1) the first two runs, both near the target, gave two
+    model sizes; the fit on them read as misfit, no run was expected to help, and the sweep ended
+    with a fifth of its budget left and the target 30 % off.  Until three sizes are bought every
+    axis keeps its identifying runs."""
+    pool, tx, ty = oracle_pool(BALANCED, 0.003, 1)
+    r = replay(pool, tx, ty, policy="adaptive", budget=0.2, seed=1)
+    assert len(np.unique(pool.x[r.rows, 0])) >= 3 and r.spent_fraction > 0.19
+    assert r.target_mape < 0.03, r.target_mape

@@ -49,8 +49,10 @@ so that the law stays identified, and only those the model above expects to redu
 discrepancy term, a far run can raise it: the budget's last cheap runs, tiny models on a few
 million tokens, took an IsoFLOP pool's error from 2 % to 13-17 %); when none is left the sweep
 ends with budget unspent.  It stops no running trial early.  Until the law is identified
-(three distinct values on every axis) it does the same, preferring runs that add a value on a thin
-axis, none dearer than half the budget left (the median candidate's cost without a FLOP budget):
+(three distinct values on every axis) it does the same, except that no run is refused for its
+expected gain (an unidentified law's expectations are not worth trusting: on an oracle pool the
+misfit rule ended a sweep with two model sizes bought, its target 30 % off), preferring runs that
+add a value on a thin axis, none dearer than half the budget left (the median candidate's cost without a FLOP budget):
 the first runs are then useful whichever mode follows, and a law that fits has not been paid for
 at the largest runs' price.  With fewer than `MIN_DOF` residual degrees of freedom the marginal
 likelihood cannot tell a discrepancy from noise, and the policy acts as in misfit mode, the
@@ -435,7 +437,7 @@ class AdaptivePolicy(Policy):
             # the whole fit (a 2 % error became 13-17 % on IsoFLOP pools after the budget's last
             # cheap runs, tiny models on a few million tokens); with none left, the sweep ends
             allowed = None
-            if a["misfit"]:
+            if a["misfit"] and self._identified():  # an unidentified law: no verdict yet
                 allowed = {j for j, g in zip(a["index"], a["change"], strict=True) if g > 0}
             i = self._nearest(ledger, a["law"], allowed)
             # every candidate in a["index"] fits the budget left (assess(ledger) keeps only
@@ -601,13 +603,13 @@ class AdaptivePolicy(Policy):
                 ),
                 "stop": self.done_reason,
                 "mode": (
-                    "misfit: nearest the target (too few points to tell misfit from noise)"
+                    "identifying: nearest the target"
+                    if not self._identified()
+                    else "misfit: nearest the target (too few points to tell misfit from noise)"
                     if a["undecided"]
                     else "misfit: nearest the target"
                     if a["misfit"]
                     else "information"
-                    if self._identified()
-                    else "identifying: nearest the target"
                 ),
                 "cost_position": self.cost_position(),
                 "top": [
