@@ -107,9 +107,18 @@ def test_mlflow_holds_one_parent_and_one_child_per_trial_with_every_eval_point(s
         json.loads(open(client.download_artifacts(parent.info.run_id, "spec.json")).read())["name"]
         == "oracle-test"
     )
-    # refitted while trials ran (coalesced: not after every trial), and at the end, on all 50
+    # refitted while trials ran (coalesced: not after every trial), and at the end, on all 50.
+    # Which laws a live refit fits depends on when it ran: live refits take at most 3 % of the
+    # driver's time (scaler.fitter.LIVE_SHARE), so in these ~3 s of instant trials the first,
+    # after one trial (no joint law yet), may be the only one logged before the end
+    fits = sorted(
+        int(a.path.split("_")[-1].split(".")[0])
+        for a in client.list_artifacts(parent.info.run_id, "laws")
+        if a.path.startswith("laws/fit_")
+    )
+    assert len(fits) >= 2 and fits[0] < 50 and fits[-1] == 50, fits
     steps = sorted(m.step for m in client.get_metric_history(parent.info.run_id, "law.joint/alpha"))
-    assert len(set(steps)) >= 2 and steps[0] < 50 and steps[-1] == 50
+    assert steps and steps[-1] == 50 and set(steps) <= set(fits)
     # grouped for the UI's chart sections: one per law, the budget, the allocation
     sections = {key.split("/")[0] for key in parent.data.metrics}
     assert {"law.joint", "law.data", "budget"} <= sections, sections
