@@ -51,12 +51,10 @@ million tokens, took an IsoFLOP pool's error from 2 % to 13-17 %); when none is 
 ends with budget unspent.  It stops no running trial early.  Until the law is identified
 (three distinct values on every axis) it does the same, except that no run is refused for its
 expected gain (an unidentified law's expectations are not worth trusting: on an oracle pool the
-misfit rule ended a sweep with two model sizes bought, its target 30 % off), preferring runs that
-add a value on a thin axis, none dearer than half the budget left (the median candidate's cost without a FLOP budget):
-the first runs are then useful whichever mode follows, and a law that fits has not been paid for
-at the largest runs' price.  With fewer than `MIN_DOF` residual degrees of freedom the marginal
-likelihood cannot tell a discrepancy from noise, and the policy acts as in misfit mode, the
-real-data default.  The mode is re-decided at every decision and recorded with it.
+misfit rule ended a sweep with two model sizes bought, its target 30 % off), preferring runs
+that add a value on a thin axis, none dearer than half the budget left (the median candidate's
+cost without a FLOP budget): the first runs are then useful whichever mode follows, and a law
+that fits has not been paid for at the largest runs' price.  The mode is re-decided at every decision and recorded with it.
 """
 
 from __future__ import annotations
@@ -85,14 +83,6 @@ DISCREPANCY_SHARES = (0.0, 0.25, 0.5, 0.75, 0.9)  # candidate shares r of s^2 th
 LENGTHS = (0.5, 1.0, 2.0, 4.0)  # candidate kernel lengths, in units of ln x
 REFIT_GROWTH = 0.1  # refit the law once the points have grown by this fraction since the last fit
 TOP = 5  # candidates shown in each explanation
-# residual degrees of freedom (points less the law's parameters) below which the marginal
-# likelihood cannot tell a discrepancy from noise: until then the policy acts as in misfit mode,
-# the real-data default.  With one point per run (the public pools) the law was identified after
-# 7 runs near the target with 2 dof, "noise" won, and the information mode bought a cheap far run
-# (a 400 M model on 5 M tokens) that took an IsoFLOP pool's error from 4 % to 13 %.  4-8 give the
-# same public-pool verdicts; an oracle sweep, 5-6 eval points per run, passes 5 within its
-# identifying runs, so its design is unchanged (measured: bench_allocation.py).
-MIN_DOF = 5
 MIN_RUNS = 8  # runs the nearest-first design keeps budget for (5 law parameters, and spare)
 
 
@@ -380,9 +370,7 @@ class AdaptivePolicy(Policy):
             "change": v_now - after,  # the gain before clipping: < 0 for a harmful candidate
             "cost": costs,
             "per_cost": per_cost,
-            # residuals mostly discrepancy (the law's bias), or too few to tell
-            "misfit": m["disc"] > m["noise"] or not self._can_tell(),
-            "undecided": not self._can_tell(),
+            "misfit": m["disc"] > m["noise"],  # residuals mostly discrepancy: the law's bias
         }
 
     # --- decisions ----------------------------------------------------------------------------
@@ -517,10 +505,6 @@ class AdaptivePolicy(Policy):
         obs = np.array(self.observed, dtype=float).reshape(-1, k + 1)
         return [j for j in range(k) if len(np.unique(obs[:, j])) < 3]
 
-    def _can_tell(self) -> bool:
-        """Enough residual degrees of freedom to tell the law's misfit from noise (`MIN_DOF`)."""
-        return len(self.observed) - (1 + 2 * self.design.n_axes) >= MIN_DOF
-
     def _identified(self) -> bool:
         return not self._thin_axes()
 
@@ -605,8 +589,6 @@ class AdaptivePolicy(Policy):
                 "mode": (
                     "identifying: nearest the target"
                     if not self._identified()
-                    else "misfit: nearest the target (too few points to tell misfit from noise)"
-                    if a["undecided"]
                     else "misfit: nearest the target"
                     if a["misfit"]
                     else "information"
