@@ -34,8 +34,8 @@ Pools:
   losses, as the authors (and bench_fit.py) do; N and D = C / 6N, cost C; the most expensive 10 %
   held out as the target (its recorded losses).  Only `random` depends on the seed here.
 
-Measure (anytime, `--slow-seeds`): each policy runs once per seed (the pool's noise and the policy's seed) up to
-the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every step); at checkpoints
+Measure (anytime, `--slow-seeds`): each policy runs once per seed (the pool's noise and the
+policy's seed) up to the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every step); at checkpoints
 (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100 % of the pool's cost) the law is refitted on the rows
 bought within that budget.  Per case, the errors are medians over seeds.  The reference e* is the
 grid's median error with its full budget (every row).  A policy "reaches" it at the smallest

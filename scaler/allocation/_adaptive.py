@@ -54,7 +54,8 @@ expected gain (an unidentified law's expectations are not worth trusting: on an 
 misfit rule ended a sweep with two model sizes bought, its target 30 % off), preferring runs
 that add a value on a thin axis, none dearer than half the budget left (the median candidate's
 cost without a FLOP budget): the first runs are then useful whichever mode follows, and a law
-that fits has not been paid for at the largest runs' price.  The mode is re-decided at every decision and recorded with it.
+that fits has not been paid for at the largest runs' price.  The mode is re-decided at every
+decision and recorded with it.
 """
 
 from __future__ import annotations
@@ -419,13 +420,14 @@ class AdaptivePolicy(Policy):
                 )
         if not a["index"]:
             return None
-        if a["misfit"] or not self._identified():
+        identified = self._identified()
+        if a["misfit"] or not identified:
             # in misfit mode, nearest first among the candidates not expected to make the
             # target's error worse: a far cheap run whose residual the law cannot explain moves
             # the whole fit (a 2 % error became 13-17 % on IsoFLOP pools after the budget's last
             # cheap runs, tiny models on a few million tokens); with none left, the sweep ends
             allowed = None
-            if a["misfit"] and self._identified():  # an unidentified law: no verdict yet
+            if a["misfit"] and identified:  # an unidentified law: no verdict yet
                 allowed = {j for j, g in zip(a["index"], a["change"], strict=True) if g > 0}
             i = self._nearest(ledger, a["law"], allowed)
             # every candidate in a["index"] fits the budget left (assess(ledger) keeps only
