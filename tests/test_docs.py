@@ -512,7 +512,9 @@ def test_quick_start_ui(quick_start, tmp_path):
         '"sqlite:///$PWD/scaler_runs/cluster/mlflow.db"',
         shlex.quote(f"sqlite:///{quick_start.storage / 'mlflow.db'}"),
     )
-    proc = sh(f"{command} --port {port}", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "ui.log"  # a file, not an unread pipe: a full pipe blocks the server
+    with log.open("w") as out:
+        proc = sh(f"{command} --port {port}", stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
         while True:
@@ -524,7 +526,7 @@ def test_quick_start_ui(quick_start, tmp_path):
                     names = {e["name"] for e in json.load(r)["experiments"]}
                 break
             except OSError:
-                assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
                 time.sleep(1)
         assert "scaler-oracle" in names
     finally:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import zlib
@@ -207,12 +208,17 @@ def listening_addresses(port: int) -> set[str]:
 
 @contextlib.contextmanager
 def ui_server(tracking_uri: str):
-    """A real `scaler ui` (mlflow server) on a free loopback port: (base URL, its output so far)."""
+    """A real `scaler ui` (mlflow server) on a free loopback port: (base URL, its output so far).
+
+    Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and once
+    the pipe's 64 KiB fill (MLflow 3.18 logs a 20 KB traceback for each Assistant request that
+    loses an import race) the server blocks on its next log line and every page load hangs."""
     port = free_port()
     exe = Path(sys.executable).parent / "scaler"
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [str(exe), "ui", "--tracking-uri", tracking_uri, "--port", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -227,14 +233,24 @@ def ui_server(tracking_uri: str):
                         break
             except OSError:
                 pass
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            assert proc.poll() is None, server_output(log)[-2000:]
             assert time.time() < deadline, "mlflow server did not answer /health in 120 s"
             time.sleep(1)
         yield base, out
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        out.append(proc.stdout.read().decode())
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # not to hide the test's own failure behind this one
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        out.append(server_output(log))
+        log.close()
+
+
+def server_output(log) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def test_scaler_ui_serves_the_sweep_over_rest_on_loopback(sweep):
