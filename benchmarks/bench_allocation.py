@@ -8,6 +8,8 @@ Default sections (all ratios from this one run):
   the whole fit region's error beside it and P(adaptive <= random), the share of random's seeds
   that adaptive beats; then how often adaptive <= random (and grid, halving), and the null:
   random against itself with other seeds, how often one cell's verdict flips by noise.
+- holdout (`holdout_pools`: the README's replay example, Chinchilla with all its points): the
+  same table, outside the verdict, so that a rule fitted to the 48 cells shows here.
 - oracle pools (the cases below, `--seeds` of each): adaptive's design sd ratio / the certified
   lower bound at 10 and 20 %, and its median target error beside random's.
 - the tolerance stop (`--slow-seeds`, 5): adaptive replays with a tolerance; the share of stopped
@@ -85,7 +87,7 @@ from scaler.allocation._oracle_pool import (
     target_variance,
     true_law,
 )
-from scaler.allocation._public_pools import chinchilla_pool, public_pools
+from scaler.allocation._public_pools import chinchilla_pool, holdout_pools, public_pools
 from scaler.allocation._replay import Pool, ReplayDesign, replay, run_policy, target_mape
 from scaler.spec import Oracle, OracleLaw
 from scaler.trial.oracle import oracle_points
@@ -281,10 +283,14 @@ def pct(v: float) -> str:
     return "   no fit" if not math.isfinite(v) else f"{100 * v:8.2f}%"
 
 
+HOLDOUT = (
+    "holdout, not in the verdict above (the README's replay example; check every allocation "
+    "change here too)"
+)
 SEEDED = ("random",)  # on public pools (no noise drawn) only random's choices depend on the seed
 
 
-def print_public(seeds, budgets=AT) -> float:
+def print_public(seeds, budgets=AT, pools=None, what="public pools") -> float:
     """Per public pool and budget: each policy's target error, medians over seeds.
 
     A public pool draws no noise, and of the policies only `random` uses its seed there (grid and
@@ -293,8 +299,9 @@ def print_public(seeds, budgets=AT) -> float:
     default: with 5, random's own median moved by up to 5.9x between two sets of seeds, the null
     line below), and each cell also gets P(adaptive <= random): the share of random's seeds that
     adaptive's error beats."""
+    pools = public_pools() if pools is None else pools
     print(
-        f"public pools: target error of the law fitted on what each policy bought (random: median "
+        f"{what}: target error of the law fitted on what each policy bought (random: median "
         f"over {len(seeds)} seeds; the others do not depend on the seed here, checked on seed 1; "
         "'no fit': too few rows for the law), the whole fit region's beside it, and P(adaptive "
         "<= random), the share of random's seeds adaptive beats"
@@ -309,7 +316,7 @@ def print_public(seeds, budgets=AT) -> float:
     shares: list[float] = []
     cells = 0
     seconds = {p: [] for p in POLICIES}
-    for name, (pool, tx, ty) in public_pools().items():
+    for name, (pool, tx, ty) in pools.items():
         whole = error(pool, list(range(len(pool.y))), tx, ty)
         for b in budgets:
             med, errs = {}, {}
@@ -519,6 +526,8 @@ def main() -> None:
     if not args.bound_only:
         public = print_public(seeds)
         print_null(seeds)
+        print()
+        print_public(seeds, pools=holdout_pools(), what=HOLDOUT)
         print()
         print_oracle(seeds)
         print()
