@@ -290,24 +290,32 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def browse(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
+def browse(url: str, screenshot: Path, profile: Path, ready: str) -> tuple[str, str]:
     """The page as a real headless Chromium renders it (the MLflow UI is a React app: the text
-    exists only after its scripts ran): (its DOM, its visible text); a screenshot is saved."""
-    flags = [
-        chromium(),
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1500,1100",
-        "--virtual-time-budget=25000",  # let the app fetch its runs and render
-    ]
-    dom = subprocess.run(
-        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=180, check=True
-    ).stdout
+    exists only after its scripts ran): (its DOM, its visible text); a screenshot is saved.
+
+    A page is loaded until `ready` (a regex) matches its DOM, at most three times with a longer
+    virtual-time budget each time, as a user waits for a page to finish loading: on a loaded
+    2-core machine the app had not fetched an artifact within 25 s of virtual time (CI,
+    2026-12-07: "Artifact loading")."""
+    for budget in (25_000, 60_000, 120_000):
+        flags = [
+            chromium(),
+            "--headless=new",
+            "--no-sandbox",  # CI runs as root
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--window-size=1500,1100",
+            f"--virtual-time-budget={budget}",  # let the app fetch its runs and render
+        ]
+        dom = subprocess.run(
+            [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=240, check=True
+        ).stdout
+        if re.search(ready, dom):
+            break
     subprocess.run(
-        [*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=180, check=True
+        [*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=240, check=True
     )
     assert screenshot.stat().st_size > 10_000, f"blank screenshot of {url}"
     text = re.sub(r"<style.*?</style>|<script.*?</script>", " ", dom, flags=re.S)
@@ -336,19 +344,23 @@ def test_the_sweep_in_a_real_browser(sweep, tmp_path):
     with ui_server(result.tracking_uri) as (base, _):
         runs_page = f"{base}/#/experiments/{exp_id}/runs"
         parent_page = f"{runs_page}/{result.parent_run_id}"
-        _, runs = browse(runs_page, SCREENSHOTS / "sweep_runs.png", tmp_path / "p1")
+        _, runs = browse(runs_page, SCREENSHOTS / "sweep_runs.png", tmp_path / "p1", "oracle-test")
         # as `scaler ui` prints it: in the UI's model-training mode (a fresh browser's run page
         # is otherwise in GenAI mode, under "Evaluation runs")
-        _, parent = browse(parent_page + TRAINING, SCREENSHOTS / "sweep_run.png", tmp_path / "p2")
+        _, parent = browse(
+            parent_page + TRAINING, SCREENSHOTS / "sweep_run.png", tmp_path / "p2", "Latest laws"
+        )
         _, charts = browse(
             f"{parent_page}/model-metrics{TRAINING}",
             SCREENSHOTS / "sweep_charts.png",
             tmp_path / "p4",
+            "law.joint",
         )
         dom, plot = browse(
             f"{parent_page}/artifacts/plots/laws.png{TRAINING}",
             SCREENSHOTS / "sweep_laws_plot.png",
             tmp_path / "p3",
+            r"<img[^>]+laws\.png",
         )
     # the experiment opens as model training: its runs, the sweep's parent among them
     assert "Training runs" in runs and "oracle-test" in runs, runs[:3000]
