@@ -16,7 +16,7 @@ case and budget (medians over `--seeds`; all ratios are to the bound):
 - no-disc:    adaptive with `discrepancy=False`: no misfit mode, the greedy choice per unit cost
               on its own fitted law after the same identifying runs.
 
-Measured (2026-12-07, 15 seeds, 9 minutes on 2 cores): best 1.01-1.06x and plug-in the same to
+Measured (2026-12-07, 15 seeds, 6 minutes on 2 cores): best 1.01-1.06x and plug-in the same to
 two decimals in all 12 cells, so a design within 1.15x exists and a law estimated from the pool
 chooses it as well as the true law does; after-id 1.01-1.08x, so the law-blind start costs
 little; no-disc 1.02-1.16x, within 1.15x but on the two saturated alpha .02 (1 % noise) cells
