@@ -110,10 +110,10 @@ ORACLE_CASES = {
 }  # fmt: skip
 
 
-def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int]]]:
-    """budget -> (lower bound, best design found, its eval points per model): target-error sd
-    ratios to the whole grid on the oracle pool of `law` (module docstring, "Bound")."""
-    pool, var = target_variance(law)
+def best_prefix(pool: Pool, var: TargetVariance, budget: float) -> tuple[list[int], float]:
+    """The best prefix design found under `var`'s law within `budget` (a fraction of the oracle
+    pool's cost): (eval points bought per model, its target variance). Coordinate descent from 81
+    starts (the j smallest models in full, k eval points of the rest)."""
     runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(len(MODELS))]
     runs = [r[np.argsort(pool.x[r, 1])] for r in runs]  # each run's rows by samples
     step = increments(pool)  # each row's cost over the row before it in its run
@@ -124,30 +124,36 @@ def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int
             w[r[:k]] = 1.0
         return w
 
+    best, best_v = None, math.inf
+    for j in range(len(runs) + 1):
+        for k in range(EVAL_POINTS + 1):
+            ks = [EVAL_POINTS] * j + [k] * (len(runs) - j)
+            w = prefix(ks)
+            if step @ w > budget:
+                continue
+            v, improved = var(w)[0], True
+            while improved:
+                improved = False
+                for m in range(len(runs)):
+                    for k2 in range(EVAL_POINTS + 1):
+                        t = [*ks[:m], k2, *ks[m + 1 :]]
+                        w = prefix(t)
+                        vt = var(w)[0] if step @ w <= budget else math.inf
+                        if vt < v * (1 - 1e-9):
+                            ks, v, improved = t, vt, True
+            if v < best_v:
+                best, best_v = ks, v
+    return best, best_v
+
+
+def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int]]]:
+    """budget -> (lower bound, best design found, its eval points per model): target-error sd
+    ratios to the whole grid on the oracle pool of `law` (module docstring, "Bound")."""
+    pool, var = target_variance(law)
     out = {}
     for budget in budgets:
-        lower = lower_bound(var, step, budget)  # any rows, in fractions: bounds every design
-        # achievable: prefix designs by coordinate descent from 81 starts (the j smallest models
-        # in full, k eval points of the rest)
-        best, best_v = None, math.inf
-        for j in range(len(runs) + 1):
-            for k in range(EVAL_POINTS + 1):
-                ks = [EVAL_POINTS] * j + [k] * (len(runs) - j)
-                w = prefix(ks)
-                if step @ w > budget:
-                    continue
-                v, improved = var(w)[0], True
-                while improved:
-                    improved = False
-                    for m in range(len(runs)):
-                        for k2 in range(EVAL_POINTS + 1):
-                            t = [*ks[:m], k2, *ks[m + 1 :]]
-                            w = prefix(t)
-                            vt = var(w)[0] if step @ w <= budget else math.inf
-                            if vt < v * (1 - 1e-9):
-                                ks, v, improved = t, vt, True
-                if v < best_v:
-                    best, best_v = ks, v
+        lower = lower_bound(var, increments(pool), budget)  # any rows, in fractions: bounds all
+        best, best_v = best_prefix(pool, var, budget)  # achievable: runs bought as prefixes
         out[budget] = (lower, math.sqrt(best_v / var.full), best)
     return out
 

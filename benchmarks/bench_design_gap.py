@@ -35,7 +35,7 @@ import math
 import statistics
 
 import numpy as np
-from bench_allocation import DESIGN_AT, EVAL_POINTS, MODELS, ORACLE_CASES, design_bound
+from bench_allocation import DESIGN_AT, ORACLE_CASES, best_prefix, design_bound
 
 from scaler.allocation import Ledger, make_policy
 from scaler.allocation._information import TargetVariance, increments, lower_bound, sd_ratio
@@ -63,37 +63,13 @@ def adaptive_rows(pool: Pool, budget: float, seed: int, **options):
     return rows, sorted(identified) or rows
 
 
-def best_prefix(pool: Pool, var: TargetVariance, step: np.ndarray, budget: float) -> np.ndarray:
-    """Weights (0/1) of the best prefix design found under `var`'s law (as `design_bound`)."""
-    runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(len(MODELS))]
-    runs = [r[np.argsort(pool.x[r, 1])] for r in runs]
-
-    def weights(ks) -> np.ndarray:
-        w = np.zeros(len(pool.y))
-        for r, k in zip(runs, ks, strict=True):
-            w[r[:k]] = 1.0
-        return w
-
-    def value(ks) -> float:
-        w = weights(ks)
-        return var(w)[0] if step @ w <= budget else math.inf
-
-    best, best_v = [0] * len(runs), math.inf
-    for j in range(len(runs) + 1):
-        for k in range(EVAL_POINTS + 1):
-            ks = [EVAL_POINTS] * j + [k] * (len(runs) - j)
-            v, improved = value(ks), True
-            while improved and math.isfinite(v):
-                improved = False
-                for m in range(len(runs)):
-                    for k2 in range(EVAL_POINTS + 1):
-                        t = [*ks[:m], k2, *ks[m + 1 :]]
-                        vt = value(t)
-                        if vt < v * (1 - 1e-9):
-                            ks, v, improved = t, vt, True
-            if v < best_v:
-                best, best_v = ks, v
-    return weights(best)
+def prefix_weights(pool: Pool, ks: list[int]) -> np.ndarray:
+    """0/1 weights of the design that buys the first ks[m] eval points of model m."""
+    w = np.zeros(len(pool.y))
+    for m, k in enumerate(ks):
+        rows = np.flatnonzero(pool.run == f"m{m}")
+        w[rows[np.argsort(pool.x[rows, 1])][:k]] = 1.0
+    return w
 
 
 COLUMNS = ("best", "plug-in", "after-id", "adaptive", "no-disc")
@@ -111,8 +87,8 @@ def case_rows(name: str, seeds) -> dict[float, dict[str, float]]:
         for seed in seeds:
             pool = oracle_pool(law, noise, seed)[0]
             fitted = fit_law(pool.x, pool.y)
-            w = best_prefix(pool0, TargetVariance(pool0, TARGET_X, fitted.theta_), step, budget)
-            cols["plug-in"].append(math.sqrt(var(w)[0] / var.full))
+            ks, _ = best_prefix(pool0, TargetVariance(pool0, TARGET_X, fitted.theta_), budget)
+            cols["plug-in"].append(math.sqrt(var(prefix_weights(pool0, ks))[0] / var.full))
             rows, start = adaptive_rows(pool, budget, seed)
             cols["adaptive"].append(sd_ratio(var, rows))
             rest = step.copy()
