@@ -37,8 +37,8 @@ Pools:
   held out as the target (its recorded losses).  Only `random` depends on the seed here.
 
 Measure (anytime, `--slow-seeds`): each policy runs once per seed (the pool's noise and the
-policy's seed) up to the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every step); at checkpoints
-(1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100 % of the pool's cost) the law is refitted on the rows
+policy's seed) up to the whole pool's cost (adaptive: up to `--max-fraction`, it refits at every
+step); at checkpoints (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100 % of the pool's cost) the law is refitted on the rows
 bought within that budget.  Per case, the errors are medians over seeds.  The reference e* is the
 grid's median error with its full budget (every row).  A policy "reaches" it at the smallest
 checkpoint from which its median error stays <= (1 + --slack) e* at every later checkpoint (a
@@ -110,10 +110,13 @@ ORACLE_CASES = {
 }  # fmt: skip
 
 
-def best_prefix(pool: Pool, var: TargetVariance, budget: float) -> tuple[list[int], float]:
+def best_prefix(
+    pool: Pool, var: TargetVariance, budget: float
+) -> tuple[list[int], float, np.ndarray]:
     """The best prefix design found under `var`'s law within `budget` (a fraction of the oracle
-    pool's cost): (eval points bought per model, its target variance). Coordinate descent from 81
-    starts (the j smallest models in full, k eval points of the rest)."""
+    pool's cost): (eval points bought per model, its target variance, its 0/1 row weights).
+    Coordinate descent from 81 starts (the j smallest models in full, k eval points of the
+    rest)."""
     runs = [np.flatnonzero(pool.run == f"m{m}") for m in range(len(MODELS))]
     runs = [r[np.argsort(pool.x[r, 1])] for r in runs]  # each run's rows by samples
     step = increments(pool)  # each row's cost over the row before it in its run
@@ -143,17 +146,18 @@ def best_prefix(pool: Pool, var: TargetVariance, budget: float) -> tuple[list[in
                             ks, v, improved = t, vt, True
             if v < best_v:
                 best, best_v = ks, v
-    return best, best_v
+    return best, best_v, prefix(best)
 
 
 def design_bound(law: dict, budgets) -> dict[float, tuple[float, float, list[int]]]:
     """budget -> (lower bound, best design found, its eval points per model): target-error sd
     ratios to the whole grid on the oracle pool of `law` (module docstring, "Bound")."""
     pool, var = target_variance(law)
+    step = increments(pool)  # each row's cost over the row before it in its run
     out = {}
     for budget in budgets:
-        lower = lower_bound(var, increments(pool), budget)  # any rows, in fractions: bounds all
-        best, best_v = best_prefix(pool, var, budget)  # achievable: runs bought as prefixes
+        lower = lower_bound(var, step, budget)  # any rows, in fractions: bounds every design
+        best, best_v, _ = best_prefix(pool, var, budget)  # achievable: runs bought as prefixes
         out[budget] = (lower, math.sqrt(best_v / var.full), best)
     return out
 

@@ -34,7 +34,6 @@ import argparse
 import math
 import statistics
 
-import numpy as np
 from bench_allocation import DESIGN_AT, ORACLE_CASES, best_prefix, design_bound
 
 from scaler.allocation import Ledger, make_policy
@@ -63,15 +62,6 @@ def adaptive_rows(pool: Pool, budget: float, seed: int, **options):
     return rows, sorted(identified) or rows
 
 
-def prefix_weights(pool: Pool, ks: list[int]) -> np.ndarray:
-    """0/1 weights of the design that buys the first ks[m] eval points of model m."""
-    w = np.zeros(len(pool.y))
-    for m, k in enumerate(ks):
-        rows = np.flatnonzero(pool.run == f"m{m}")
-        w[rows[np.argsort(pool.x[rows, 1])][:k]] = 1.0
-    return w
-
-
 COLUMNS = ("best", "plug-in", "after-id", "adaptive", "no-disc")
 
 
@@ -79,16 +69,16 @@ def case_rows(name: str, seeds) -> dict[float, dict[str, float]]:
     law, noise = ORACLE_CASES[name]
     pool0, var = target_variance(law)
     step = increments(pool0)
-    best = design_bound(law, BUDGETS)
+    bounds = design_bound(law, BUDGETS)
     out = {}
     for budget in BUDGETS:
-        bound = lower_bound(var, step, budget)
+        bound, best, _ = bounds[budget]
         cols: dict[str, list[float]] = {c: [] for c in COLUMNS[1:]}
         for seed in seeds:
             pool = oracle_pool(law, noise, seed)[0]
             fitted = fit_law(pool.x, pool.y)
-            ks, _ = best_prefix(pool0, TargetVariance(pool0, TARGET_X, fitted.theta_), budget)
-            cols["plug-in"].append(math.sqrt(var(prefix_weights(pool0, ks))[0] / var.full))
+            _, _, w = best_prefix(pool0, TargetVariance(pool0, TARGET_X, fitted.theta_), budget)
+            cols["plug-in"].append(math.sqrt(var(w)[0] / var.full))
             rows, start = adaptive_rows(pool, budget, seed)
             cols["adaptive"].append(sd_ratio(var, rows))
             rest = step.copy()
@@ -96,7 +86,7 @@ def case_rows(name: str, seeds) -> dict[float, dict[str, float]]:
             cols["after-id"].append(lower_bound(var, rest, max(budget - step[start].sum(), 1e-12)))
             rows, _ = adaptive_rows(pool, budget, seed, discrepancy=False)
             cols["no-disc"].append(sd_ratio(var, rows))
-        out[budget] = {"bound": bound, "best": best[budget][1] / bound}
+        out[budget] = {"bound": bound, "best": best / bound}
         out[budget].update({c: statistics.median(v) / bound for c, v in cols.items()})
     return out
 
